@@ -1,0 +1,75 @@
+"""create_app(): routers, middleware, error handlers and the lifespan that owns the database."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import URL
+
+from corral import __version__
+from corral.config import Settings, get_settings
+from corral.db.session import create_engine, create_session_factory
+from corral.db.url import redacted, resolve_database_url
+from corral.jobs.runtime import JobRuntime
+from corral.kit.logging import get_logger
+from corral.ops.api import router as ops_router
+from corral.web.errors import install_error_handlers
+from corral.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from corral.web.rendering import STATIC_DIR
+from corral.web.views import router as web_router
+
+log = get_logger("corral.app")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    database_url: URL | None = None,
+    run_worker: bool | None = None,
+) -> FastAPI:
+    """Build the panel. ``database_url`` overrides the configured one (tests); ``run_worker``
+    overrides whether a job worker runs inside this process."""
+    settings = settings or get_settings()
+    in_process_worker = settings.runs_in_process_worker if run_worker is None else run_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        url = database_url or resolve_database_url(settings)
+        engine = create_engine(url, settings)
+        app.state.engine = engine
+        app.state.session_factory = create_session_factory(engine, settings)
+        jobs = JobRuntime(url, settings)
+        app.state.jobs = jobs
+        await jobs.open()
+        if in_process_worker:
+            await jobs.start_worker()
+        log.info("started", database=redacted(url), worker=in_process_worker, version=__version__)
+        try:
+            yield
+        finally:
+            await jobs.close()
+            await engine.dispose()
+            log.info("stopped")
+
+    app = FastAPI(
+        title="Corral",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/v1/openapi.json",
+    )
+    app.state.settings = settings
+
+    install_error_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(web_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # Added last = runs first: the request id must exist before anything else logs.
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.web.public_url.startswith("https://"))
+    app.add_middleware(RequestContextMiddleware)
+    return app

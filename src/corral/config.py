@@ -1,0 +1,175 @@
+"""Corral's settings: one pydantic-settings root with nested sections.
+
+Every value comes from the environment (prefix ``CORRAL_``, sections joined with ``__``, e.g.
+``CORRAL_SECURITY__AUDIT_KEY``) or from a ``.env`` file. Secrets have no defaults: outside demo
+mode a missing or placeholder secret stops start-up with a message naming the variable.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "CORRAL_"
+MIN_SECRET_LENGTH = 32
+
+# Values people paste from examples. A secret that matches one of these (case-insensitive,
+# ignoring punctuation) is treated as unset.
+_PLACEHOLDER_WORDS = {
+    "changeme",
+    "change",
+    "secret",
+    "password",
+    "placeholder",
+    "example",
+    "todo",
+    "fixme",
+    "replaceme",
+    "default",
+    "test",
+    "key",
+    "none",
+    "null",
+}
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("corral", appauthor=False))
+
+
+class WebSettings(BaseModel):
+    """How the panel is reached."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # The address customers use. Links in emails are built from it, never from a request's Host.
+    public_url: str = "http://127.0.0.1:8000"
+    # Plain-http cookies are allowed only for a demo on localhost; production sets this true.
+    secure_cookies: bool = True
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_absolute(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must be an absolute http(s) URL such as https://panel.example.com")
+        return value.rstrip("/")
+
+
+class SecuritySettings(BaseModel):
+    """Secrets. None of them has a default outside demo mode."""
+
+    # Signs CSRF tokens and other short-lived values.
+    secret_key: SecretStr = SecretStr("")
+    # HMAC key of the audit hash chain. Changing it makes every existing row fail verification.
+    audit_key: SecretStr = SecretStr("")
+
+
+class DatabasePoolSettings(BaseModel):
+    pool_size: int = Field(default=5, ge=1, le=200)
+    max_overflow: int = Field(default=5, ge=0, le=200)
+    # Queries that run longer than this are cancelled by PostgreSQL.
+    statement_timeout_ms: int = Field(default=30_000, ge=100)
+
+
+class JobSettings(BaseModel):
+    # None means: run a worker inside `corral serve` only when on the embedded database.
+    in_process_worker: bool | None = None
+    concurrency: int = Field(default=4, ge=1, le=64)
+
+
+class LogSettings(BaseModel):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["json", "console"] = "json"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    # External PostgreSQL. When unset, Corral starts an embedded PostgreSQL in data_dir.
+    database_url: SecretStr | None = None
+    data_dir: Path = Field(default_factory=default_data_dir)
+    # Demo mode generates missing secrets (kept in data_dir) and relaxes cookie security on localhost.
+    demo: bool = False
+
+    web: WebSettings = Field(default_factory=WebSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
+    database: DatabasePoolSettings = Field(default_factory=DatabasePoolSettings)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("database_url")
+    @classmethod
+    def _blank_url_means_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def runs_in_process_worker(self) -> bool:
+        if self.jobs.in_process_worker is not None:
+            return self.jobs.in_process_worker
+        return self.uses_embedded_database or self.demo
+
+
+SECRET_FIELDS: dict[str, str] = {
+    "secret_key": f"{ENV_PREFIX}SECURITY__SECRET_KEY",
+    "audit_key": f"{ENV_PREFIX}SECURITY__AUDIT_KEY",
+}
+
+
+def secret_problem(variable: str, value: str) -> str | None:
+    """Why a secret value is unusable, or None when it is fine."""
+    if not value.strip():
+        return f"{variable} is not set. Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+    folded = re.sub(r"[^a-z]", "", value.lower())
+    if folded in _PLACEHOLDER_WORDS or (value.startswith("<") and value.endswith(">")):
+        return f"{variable} is a placeholder ({value[:3]}…). Set a real random value."
+    if len(value) < MIN_SECRET_LENGTH:
+        return f"{variable} is too short ({len(value)} characters); use at least {MIN_SECRET_LENGTH} random characters."
+    return None
+
+
+def secret_problems(settings: Settings) -> list[str]:
+    """Every problem with the configured secrets, each naming its environment variable."""
+    problems = []
+    for field, variable in SECRET_FIELDS.items():
+        value: SecretStr = getattr(settings.security, field)
+        problem = secret_problem(variable, value.get_secret_value())
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def require_secrets(settings: Settings) -> None:
+    problems = secret_problems(settings)
+    if problems:
+        raise ConfigError(problems)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Background jobs on procrastinate: deferring in the caller's transaction, workers, job logs."""

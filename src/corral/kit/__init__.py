@@ -1,0 +1,1 @@
+"""Small shared building blocks: errors, request context, actors, logging, clock."""

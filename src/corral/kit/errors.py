@@ -1,0 +1,44 @@
+"""Expected failures. Each has an HTTP status and a stable ``code`` that clients can rely on.
+
+Handlers never catch these: the error handlers render them as JSON for ``/api`` and as a page,
+a toast or an inline fragment for the HTML side.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PanelError(Exception):
+    status_code: int = 400
+    code: str = "bad_request"
+    default_message: str = "The request could not be processed."
+
+    def __init__(self, message: str | None = None, *, details: dict[str, Any] | None = None) -> None:
+        self.message = message or self.default_message
+        self.details = details or {}
+        super().__init__(self.message)
+
+
+class NotFound(PanelError):
+    status_code = 404
+    code = "not_found"
+    default_message = "That page or object does not exist, or you cannot see it."
+
+
+class Forbidden(PanelError):
+    status_code = 403
+    code = "forbidden"
+    default_message = "You do not have permission to do that."
+
+
+class Conflict(PanelError):
+    status_code = 409
+    code = "conflict"
+    default_message = "That conflicts with the current state; reload and try again."
+
+
+class ValidationFailed(PanelError):
+    status_code = 422
+    code = "validation_failed"
+    default_message = "Some fields need attention."

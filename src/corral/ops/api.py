@@ -1,0 +1,33 @@
+"""Probe endpoints for load balancers and Prometheus."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from corral import __version__
+from corral.ops.schemas import HealthRead, ReadinessRead
+from corral.ops.service import ops_service
+from corral.web.deps import DbSession
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", response_model=HealthRead)
+async def health() -> HealthRead:
+    """The process is up and serving requests. Touches nothing else."""
+    return HealthRead(version=__version__)
+
+
+@router.get("/ready", response_model=ReadinessRead, responses={503: {"model": ReadinessRead}})
+async def ready(session: DbSession) -> Response:
+    """The database and the job queue answer; 503 with the failing checks otherwise."""
+    readiness = await ops_service.readiness(session)
+    status = 200 if readiness.status == "ready" else 503
+    return JSONResponse(readiness.model_dump(), status_code=status)
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""The HTML side: templates, static assets, rendering helpers, security middleware."""

@@ -1,0 +1,36 @@
+"""The probe endpoints answer as load balancers and Prometheus expect."""
+
+from __future__ import annotations
+
+import httpx
+
+
+async def test_health_answers_ok(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.json()["status"] == "ok"
+
+
+async def test_ready_reports_database_and_job_queue(client: httpx.AsyncClient) -> None:
+    response = await client.get("/ready")
+    assert response.status_code == 200, response.text
+    checks = {check["name"]: check for check in response.json()["checks"]}
+    assert checks["database"]["ok"] is True
+    assert checks["job_queue"]["ok"] is True
+
+
+async def test_metrics_counts_requests(client: httpx.AsyncClient) -> None:
+    await client.get("/health")
+    body = (await client.get("/metrics")).text
+    assert 'corral_http_requests_total{method="GET",route="/health",status="200"}' in body
+
+
+async def test_every_response_carries_security_headers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp
+    assert "'unsafe-inline'" not in csp
+    assert "frame-ancestors 'none'" in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["strict-transport-security"].startswith("max-age=")
+    assert len(response.headers["x-request-id"]) >= 8
