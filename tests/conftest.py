@@ -87,9 +87,7 @@ def database_url(database_server: URL, template_database: str) -> Iterator[URL]:
 
 
 @pytest.fixture
-def fresh_database(
-    database_server: URL, template_database: str
-) -> Iterator[Callable[[], URL]]:
+def fresh_database(database_server: URL, template_database: str) -> Iterator[Callable[[], URL]]:
     """Call it to get a brand-new migrated database (dropped after the test)."""
     made: list[str] = []
 
@@ -97,6 +95,21 @@ def fresh_database(
         name = f"corral_fresh_{os.getpid()}_{secrets.token_hex(4)}"
         made.append(name)
         return _create_database(database_server, name, template=template_database)
+
+    yield make
+    for name in made:
+        _drop_database(database_server, name)
+
+
+@pytest.fixture
+def empty_database(database_server: URL) -> Iterator[Callable[[], URL]]:
+    """Call it to get a brand-new database with no schema at all (dropped after the test)."""
+    made: list[str] = []
+
+    def make() -> URL:
+        name = f"corral_empty_{os.getpid()}_{secrets.token_hex(4)}"
+        made.append(name)
+        return _create_database(database_server, name)
 
     yield make
     for name in made:

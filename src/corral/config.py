@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CORRAL_"
 MIN_SECRET_LENGTH = 32
+KEY_GENERATOR_COMMAND = "python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
 
 # Values people paste from examples. A secret that matches one of these (case-insensitive,
 # ignoring punctuation) is treated as unset.
@@ -136,12 +137,15 @@ SECRET_FIELDS: dict[str, str] = {
 def secret_problem(variable: str, value: str) -> str | None:
     """Why a secret value is unusable, or None when it is fine."""
     if not value.strip():
-        return f"{variable} is not set. Generate one with: python3 -c 'import secrets; print(secrets.token_urlsafe(48))'"
+        return f"{variable} is not set. Generate one with: {KEY_GENERATOR_COMMAND}"
     folded = re.sub(r"[^a-z]", "", value.lower())
     if folded in _PLACEHOLDER_WORDS or (value.startswith("<") and value.endswith(">")):
         return f"{variable} is a placeholder ({value[:3]}…). Set a real random value."
     if len(value) < MIN_SECRET_LENGTH:
-        return f"{variable} is too short ({len(value)} characters); use at least {MIN_SECRET_LENGTH} random characters."
+        return (
+            f"{variable} is too short ({len(value)} characters); "
+            f"use at least {MIN_SECRET_LENGTH} random characters."
+        )
     return None
 
 

@@ -34,3 +34,14 @@ async def test_every_response_carries_security_headers(client: httpx.AsyncClient
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["strict-transport-security"].startswith("max-age=")
     assert len(response.headers["x-request-id"]) >= 8
+
+
+async def test_a_well_formed_request_id_is_kept(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "lb-0123456789abcdef"})
+    assert response.headers["x-request-id"] == "lb-0123456789abcdef"
+
+
+async def test_a_malformed_request_id_is_replaced(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health", headers={"X-Request-ID": "x\tinjected: yes"})
+    assert response.headers["x-request-id"] != "x\tinjected: yes"
+    assert response.headers["x-request-id"].isalnum()

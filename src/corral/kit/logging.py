@@ -38,7 +38,8 @@ def redact_value(value: Any) -> Any:
 
 def redact_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        key: (REDACTED if _SECRET_KEY.search(str(key)) else redact_value(value)) for key, value in data.items()
+        key: (REDACTED if _SECRET_KEY.search(str(key)) else redact_value(value))
+        for key, value in data.items()
     }
 
 
@@ -57,7 +58,9 @@ def configure_logging(settings: Settings) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if settings.log.format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        # plain_traceback: the default pretty one prints local variables, which can hold cookies and
+        # passwords.
+        else structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,

@@ -7,7 +7,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 
 async def database_answers(session: AsyncSession) -> bool:
-    return (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    answer: int = (await session.execute(text("SELECT 1"))).scalar_one()
+    return answer == 1
 
 
 async def job_queue_counts(session: AsyncSession) -> tuple[int, int]:

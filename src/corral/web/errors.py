@@ -1,14 +1,250 @@
-"""Error handlers. (Placeholder: the web shell work replaces this module.)"""
+"""Error handling: one error, three shapes.
+
+- ``/api/...`` gets JSON ``{"code", "message", "request_id"}`` (plus ``errors`` for a 422);
+- an HTMX request gets the message as a toast (``HX-Trigger``) and ``HX-Reswap: none``, so the
+  page it came from stays as it was;
+- any other request gets an error page in the panel's look.
+
+An unexpected exception is logged with its traceback and answered with a 500 that shows only the
+request id, which is also on the log line, so support can find it.
+"""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+import http
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
-from corral.kit.errors import PanelError
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import PlainTextResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from corral.kit.context import current_request
+from corral.kit.errors import PanelError, ValidationFailed
+from corral.kit.logging import get_logger
+from corral.web.rendering import is_htmx, render, toast
+
+log = get_logger("corral.web.errors")
+
+INTERNAL_ERROR_CODE = "internal_error"
+INTERNAL_ERROR_MESSAGE = (
+    "Something went wrong on our side and your request was not completed. "
+    "Try again in a moment; if it keeps happening, contact support and quote the reference."
+)
+# Stable codes for the HTTP errors the framework raises by itself (unknown route, wrong method …).
+_HTTP_CODES: dict[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "rate_limited",
+}
+_HTTP_MESSAGES: dict[int, str] = {
+    404: "Nothing exists at this address. It may have moved, or the address may be mistyped.",
+    405: "That action is not available at this address.",
+}
+_PAGES: dict[int, str] = {403: "errors/403.html", 404: "errors/404.html", 500: "errors/500.html"}
+_GENERIC_PAGE = "errors/error.html"
+# Pydantic's first location item says where a field came from; the rest is the field's path.
+_LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+    type: str
+    location: str | None = None
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    status_code: int
+    code: str
+    message: str
+    errors: list[FieldError] = field(default_factory=list)
+    details: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def _request_id() -> str | None:
+    context = current_request()
+    return context.request_id if context else None
+
+
+def _is_api(request: Request) -> bool:
+    path = request.url.path
+    return path == "/api" or path.startswith("/api/")
+
+
+def error_response(request: Request, error: ErrorInfo) -> Response:
+    """The response for ``error`` in the shape this request expects."""
+    request_id = _request_id()
+    headers = dict(error.headers)
+    if _is_api(request):
+        body: dict[str, Any] = {"code": error.code, "message": error.message, "request_id": request_id}
+        if error.errors:
+            body["errors"] = [asdict(item) for item in error.errors]
+        if error.details:
+            body["details"] = dict(error.details)
+        return JSONResponse(body, status_code=error.status_code, headers=headers)
+    if is_htmx(request):
+        message = error.message
+        if error.status_code >= 500 and request_id:
+            message = f"{message} Reference: {request_id}"
+        elif error.errors:
+            message = f"{message} " + "; ".join(f"{item.field}: {item.message}" for item in error.errors)
+        headers["HX-Reswap"] = "none"
+        return toast(Response(status_code=error.status_code, headers=headers), message, "error")
+    context = {
+        "status_code": error.status_code,
+        "code": error.code,
+        "message": error.message,
+        "errors": error.errors,
+        "request_id": request_id,
+    }
+    template = _PAGES.get(error.status_code, _GENERIC_PAGE)
+    return render(request, template, context, status_code=error.status_code, headers=headers)
+
+
+def _panel_error(error: PanelError) -> ErrorInfo:
+    return ErrorInfo(error.status_code, error.code, error.message, details=error.details)
+
+
+def _http_error(error: StarletteHTTPException) -> ErrorInfo:
+    status = error.status_code
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    detail = error.detail if isinstance(error.detail, str) else ""
+    # Starlette fills detail with the status phrase when the raiser gave none; ours reads better.
+    message = detail if detail and detail != phrase else _HTTP_MESSAGES.get(status, phrase or "Error")
+    return ErrorInfo(
+        status,
+        _HTTP_CODES.get(status, f"http_{status}"),
+        message,
+        headers=dict(error.headers or {}),
+    )
+
+
+def _field_errors(error: RequestValidationError) -> list[FieldError]:
+    fields = []
+    for item in error.errors():
+        loc = [str(part) for part in item.get("loc", ())]
+        location = loc[0] if loc and loc[0] in _LOCATIONS else None
+        path = loc[1:] if location else loc
+        fields.append(
+            FieldError(
+                field=".".join(path) or (location or "request"),
+                message=str(item.get("msg", "Invalid value")),
+                type=str(item.get("type", "value_error")),
+                location=location,
+            )
+        )
+    return fields
+
+
+def _validation_error(error: RequestValidationError) -> ErrorInfo:
+    return ErrorInfo(
+        ValidationFailed.status_code,
+        ValidationFailed.code,
+        ValidationFailed.default_message,
+        errors=_field_errors(error),
+    )
+
+
+def _internal_error() -> ErrorInfo:
+    return ErrorInfo(500, INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE)
+
+
+def _internal_error_response(request: Request) -> Response:
+    try:
+        return error_response(request, _internal_error())
+    except Exception:
+        # The error page itself failed (a broken template, say): still answer, still say which
+        # request it was.
+        log.exception("error_page_failed", path=request.url.path)
+        return PlainTextResponse(
+            f"Internal server error. Reference: {_request_id() or 'unknown'}", status_code=500
+        )
+
+
+class UnhandledErrorMiddleware:
+    """Turns an unexpected exception into the 500 page inside the request context.
+
+    Starlette sends exceptions without a handler to ServerErrorMiddleware, which sits outside
+    every user middleware: by then the request id is gone and the security headers are not
+    added. This middleware sits innermost among the user middlewares instead.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            if started:
+                # Too late for an error page; let the server close the connection (and log it).
+                raise
+            request = Request(scope)
+            log.exception("unhandled_error", method=request.method, path=request.url.path)
+            response = _internal_error_response(request)
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(PanelError)
-    async def panel_error(request: Request, error: PanelError) -> JSONResponse:
-        return JSONResponse({"code": error.code, "message": error.message}, status_code=error.status_code)
+    """Register the handlers and the unhandled-error middleware.
+
+    Call before adding the other middleware: Starlette wraps later middleware around earlier
+    ones, and the request context must be outside this one.
+    """
+
+    async def panel_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, PanelError)
+        return error_response(request, _panel_error(error))
+
+    async def http_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, StarletteHTTPException)
+        if error.status_code in (204, 304):
+            # These statuses have no body by definition.
+            return Response(status_code=error.status_code, headers=error.headers)
+        return error_response(request, _http_error(error))
+
+    async def validation_error(request: Request, error: Exception) -> Response:
+        assert isinstance(error, RequestValidationError)
+        return error_response(request, _validation_error(error))
+
+    async def last_resort(request: Request, error: Exception) -> Response:
+        # Reached only for an exception raised outside UnhandledErrorMiddleware (in an outer
+        # middleware), or after a response had started.
+        log.error("unhandled_error", path=request.url.path, exc_info=error)
+        return _internal_error_response(request)
+
+    app.add_exception_handler(PanelError, panel_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(Exception, last_resort)
+    app.add_middleware(UnhandledErrorMiddleware)

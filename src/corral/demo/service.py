@@ -1,0 +1,70 @@
+"""Demo data: a super-admin and a customer whose credentials are printed at start-up."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from corral.demo.secrets import load_private_json, write_private_json
+from corral.models.users import UserRole, UserStatus
+from corral.users.schemas import UserCreate
+from corral.users.service import users
+
+CREDENTIALS_FILE = "demo-credentials.json"
+
+
+@dataclass(frozen=True)
+class DemoAccount:
+    role: UserRole
+    email: str
+    name: str
+
+
+DEMO_ACCOUNTS = (
+    DemoAccount(UserRole.SUPER_ADMIN, "admin@demo.example.com", "Demo Administrator"),
+    DemoAccount(UserRole.CUSTOMER, "customer@demo.example.com", "Demo Customer"),
+)
+
+
+@dataclass(frozen=True)
+class DemoCredential:
+    role: str
+    email: str
+    password: str
+
+
+class DemoService:
+    async def seed(self, session: AsyncSession, data_dir: Path) -> list[DemoCredential]:
+        """Create the demo accounts that are missing; return every demo account's credentials.
+
+        Passwords are random per installation and kept (0600) in the data directory, so they can
+        be printed again on the next start without being recoverable from the database.
+        """
+        path = data_dir / CREDENTIALS_FILE
+        passwords = load_private_json(path)
+        for account in DEMO_ACCOUNTS:
+            if await users.get_by_email(session, account.email) is not None:
+                continue
+            password = passwords.setdefault(account.email, secrets.token_urlsafe(12))
+            await users.create(
+                session,
+                UserCreate(
+                    email=account.email,
+                    name=account.name,
+                    password=password,
+                    role=account.role,
+                    status=UserStatus.ACTIVE,
+                ),
+            )
+        write_private_json(path, passwords)
+        return [
+            DemoCredential(role=account.role.value, email=account.email, password=passwords[account.email])
+            for account in DEMO_ACCOUNTS
+            if account.email in passwords
+        ]
+
+
+demo = DemoService()

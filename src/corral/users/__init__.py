@@ -1,0 +1,1 @@
+"""Accounts: creating and finding users. Sign-in, sessions and roles build on this."""
