@@ -345,6 +345,9 @@ async def test_assets_are_linked_with_a_content_hash_and_served(client: httpx.As
         assert "?v=" in url, url
         response = await client.get(url)
         assert response.status_code == 200, url
+        assert response.headers["cache-control"] == "public, max-age=31536000, immutable", url
+    unversioned = await client.get("/static/css/corral.css")
+    assert unversioned.headers["cache-control"] == "no-cache"
     assert any(url.startswith("/static/vendor/htmx/htmx.min.js?v=") for url in urls)
     assert any(url.startswith("/static/vendor/alpine-csp/alpine-csp.min.js?v=") for url in urls)
     assert any(url.startswith("/static/js/corral.js?v=") for url in urls)
