@@ -6,7 +6,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import URL
 
 from corral import __version__
@@ -19,6 +18,7 @@ from corral.ops.api import router as ops_router
 from corral.web.errors import install_error_handlers
 from corral.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from corral.web.rendering import STATIC_DIR
+from corral.web.static_files import VersionedStaticFiles
 from corral.web.views import router as web_router
 
 log = get_logger("corral.app")
@@ -67,7 +67,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(web_router)
-    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
 
     # Added last = runs first: the request id must exist before anything else logs.
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.web.public_url.startswith("https://"))
