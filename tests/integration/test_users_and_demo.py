@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from corral.audit import audit
 from corral.demo.service import CREDENTIALS_FILE, demo
 from corral.models.users import User, UserRole, UserStatus
 from corral.users.errors import EmailTaken
@@ -43,6 +44,8 @@ async def test_demo_seed_is_idempotent_and_keeps_passwords(db: AsyncSession, tmp
     assert {cred.role for cred in first} == {UserRole.SUPER_ADMIN, UserRole.CUSTOMER}
     count = await db.scalar(select(func.count()).select_from(User))
     assert count == 2
+    created = await audit.list(db, action="user.create")
+    assert {event.payload["email"] for event in created} == {cred.email for cred in first}
     stored = json.loads((tmp_path / CREDENTIALS_FILE).read_text())
     for cred in first:
         user = await users.get_by_email(db, cred.email)

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from corral.audit import Target, audit
 from corral.demo.secrets import load_private_json, write_private_json
+from corral.kit.actors import Actor
 from corral.models.users import UserRole, UserStatus
 from corral.users.schemas import UserCreate
 from corral.users.service import users
@@ -49,7 +51,7 @@ class DemoService:
             if await users.get_by_email(session, account.email) is not None:
                 continue
             password = passwords.setdefault(account.email, secrets.token_urlsafe(12))
-            await users.create(
+            user = await users.create(
                 session,
                 UserCreate(
                     email=account.email,
@@ -58,6 +60,13 @@ class DemoService:
                     role=account.role,
                     status=UserStatus.ACTIVE,
                 ),
+            )
+            await audit.record(
+                session,
+                Actor.cli("demo"),
+                "user.create",
+                target=Target(type="user", id=user.id),
+                payload={"email": user.email, "role": user.role, "demo": True},
             )
         write_private_json(path, passwords)
         return [

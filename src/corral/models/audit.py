@@ -7,6 +7,7 @@ migration), so rows can only be appended.
 from __future__ import annotations
 
 from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
 from sqlalchemy import BigInteger, CheckConstraint, Identity, Index, String, Text, text
@@ -32,12 +33,14 @@ class AuditEvent(Base):
     actor_type: Mapped[str] = mapped_column(String(32))
     actor_id: Mapped[int | None] = mapped_column(BigInteger)
     actor_label: Mapped[str] = mapped_column(String(400))
+    actor_role: Mapped[str | None] = mapped_column(String(32))
     action: Mapped[str] = mapped_column(String(120))
     target_type: Mapped[str | None] = mapped_column(String(64))
     target_id: Mapped[str | None] = mapped_column(String(128))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     result: Mapped[str] = mapped_column(String(16))
-    ip: Mapped[str | None] = mapped_column(INET)
+    # psycopg hands INET values back as ipaddress objects.
+    ip: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
     reason: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(64))
     # Which audit key signed the row (a fingerprint, never the key).

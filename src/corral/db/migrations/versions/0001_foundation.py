@@ -95,6 +95,7 @@ def upgrade() -> None:
         sa.Column("actor_type", sa.String(length=32), nullable=False),
         sa.Column("actor_id", sa.BigInteger(), nullable=True),
         sa.Column("actor_label", sa.String(length=400), nullable=False),
+        sa.Column("actor_role", sa.String(length=32), nullable=True),
         sa.Column("action", sa.String(length=120), nullable=False),
         sa.Column("target_type", sa.String(length=64), nullable=True),
         sa.Column("target_id", sa.String(length=128), nullable=True),

@@ -1,0 +1,223 @@
+"""The `corral` command: serve, worker, migrate, demo, doctor, audit."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import signal
+from types import FrameType
+from typing import Annotated
+
+import typer
+import uvicorn
+from sqlalchemy.engine import URL
+
+from corral import __version__
+from corral.cli.audit import audit_app
+from corral.config import ConfigError, Settings, get_settings, require_secrets
+from corral.db import migrate
+from corral.db.session import create_engine, create_session_factory, transaction
+from corral.db.url import redacted, resolve_database_url
+from corral.demo.secrets import with_demo_secrets
+from corral.demo.service import DemoCredential, demo
+from corral.kit.logging import configure_logging
+
+app = typer.Typer(
+    help="Corral: a self-hosted control panel for VPS hosting providers.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(audit_app, name="audit")
+
+Host = Annotated[str | None, typer.Option(help="Address to listen on (default: CORRAL_WEB__HOST).")]
+Port = Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default: CORRAL_WEB__PORT).")]
+
+
+def fail(lines: list[str], code: int = 2) -> None:
+    for line in lines:
+        typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        fail([str(error), "run `corral doctor` for details"])
+        raise  # unreachable: fail() exits
+
+
+def with_address(settings: Settings, host: str | None, port: int | None) -> Settings:
+    web = settings.web.model_copy(
+        update={key: value for key, value in {"host": host, "port": port}.items() if value is not None}
+    )
+    return settings.model_copy(update={"web": web})
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def require_current_schema(url: URL, settings: Settings) -> None:
+    """Refuse to run against an out-of-date schema; an embedded database is migrated for you."""
+    if migrate.current_revision(url) == migrate.head_revision():
+        return
+    if settings.uses_embedded_database:
+        migrate.upgrade(url)
+        return
+    fail([f"the database at {redacted(url)} is not migrated to this version", "run: corral migrate"])
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def run_server(settings: Settings) -> None:
+    from corral.app import create_app  # deferred: importing the app pulls in the whole web stack
+
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal with the handler it
+    # found. With the default handler the process would die without running atexit hooks, which is
+    # where the embedded PostgreSQL is stopped; this handler turns it into a normal exit.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.web.host,
+        port=settings.web.port,
+        log_config=None,
+        server_header=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+
+
+@app.command()
+def serve(host: Host = None, port: Port = None) -> None:
+    """Serve the panel (web, plus an in-process job worker when on the embedded database)."""
+    settings = with_address(load_settings(), host, port)
+    configure_logging(settings)
+    if settings.demo:
+        settings = with_demo_secrets(settings)
+    try:
+        require_secrets(settings)
+    except ConfigError as error:
+        fail(error.problems)
+    url = resolve_database_url(settings)
+    require_current_schema(url, settings)
+    run_server(settings)
+
+
+@app.command()
+def worker() -> None:
+    """Run a job worker until SIGTERM or Ctrl-C (run as many as you like, on any machine)."""
+    from corral.jobs.runtime import JobRuntime
+
+    settings = load_settings()
+    configure_logging(settings)
+    try:
+        require_secrets(settings)
+    except ConfigError as error:
+        fail(error.problems)
+    url = resolve_database_url(settings)
+    require_current_schema(url, settings)
+
+    async def run() -> None:
+        runtime = JobRuntime(url, settings)
+        await runtime.open()
+        try:
+            await runtime.run_worker()
+        finally:
+            await runtime.close()
+
+    asyncio.run(run())
+
+
+@app.command(name="migrate")
+def migrate_command(
+    revision: Annotated[str, typer.Option("--to", help="Target revision (default: head).")] = "head",
+) -> None:
+    """Bring the database schema up to date."""
+    settings = load_settings()
+    url = resolve_database_url(settings)
+    before = migrate.current_revision(url)
+    migrate.upgrade(url, revision)
+    after = migrate.current_revision(url)
+    typer.echo(f"database {redacted(url)}: {before or 'empty'} -> {after}")
+
+
+def print_demo_banner(settings: Settings, credentials: list[DemoCredential]) -> None:
+    lines = [
+        "",
+        f"  Corral {__version__} demo: {settings.web.public_url}",
+        f"  data: {settings.data_dir}",
+        "",
+        *[f"  {cred.role:<12} {cred.email:<28} password: {cred.password}" for cred in credentials],
+        "",
+    ]
+    typer.secho("\n".join(lines), fg=typer.colors.GREEN)
+
+
+@app.command(name="demo")
+def demo_command(host: Host = None, port: Port = None) -> None:
+    """Serve the panel with demo data on the embedded defaults. Needs no configuration."""
+    settings = with_address(load_settings(), host, port)
+    loopback = is_loopback(settings.web.host)
+    public_url = f"http://{settings.web.host}:{settings.web.port}"
+    web = settings.web.model_copy(update={"public_url": public_url, "secure_cookies": not loopback})
+    settings = with_demo_secrets(settings.model_copy(update={"demo": True, "web": web}))
+    configure_logging(settings)
+    if not loopback:
+        typer.secho(
+            "warning: serving the demo beyond this machine over plain http; cookies stay Secure, "
+            "so sign-in needs TLS in front",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
+    url = resolve_database_url(settings)
+    migrate.upgrade(url)
+    credentials = asyncio.run(seed_demo(url, settings))
+    print_demo_banner(settings, credentials)
+    run_server(settings)
+
+
+async def seed_demo(url: URL, settings: Settings) -> list[DemoCredential]:
+    engine = create_engine(url, settings)
+    try:
+        async with transaction(create_session_factory(engine, settings)) as session:
+            return await demo.seed(session, settings.data_dir)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def doctor() -> None:
+    """Check configuration, database, migrations and job queue; explain how to fix problems."""
+    from corral.ops.doctor import run_checks
+
+    findings = run_checks()
+    marks = {"ok": ("ok  ", typer.colors.GREEN), "warning": ("warn", typer.colors.YELLOW)}
+    for finding in findings:
+        mark, colour = marks.get(finding.severity, ("FAIL", typer.colors.RED))
+        typer.secho(f"[{mark}] {finding.check}: {finding.message}", fg=colour)
+        if finding.fix and finding.severity != "ok":
+            typer.echo(f"       fix: {finding.fix}")
+    errors = sum(1 for finding in findings if finding.severity == "error")
+    if errors:
+        typer.secho(f"{errors} problem(s) found", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+    typer.echo("all checks passed")
+
+
+@app.command()
+def version() -> None:
+    """Print Corral's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
