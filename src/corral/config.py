@@ -71,6 +71,41 @@ class SecuritySettings(BaseModel):
     audit_key: SecretStr = SecretStr("")
 
 
+class AuthSettings(BaseModel):
+    """Sign-in policy. The lockout numbers are seed 000 section 3.3's."""
+
+    # Staff must approve new accounts after the email is verified.
+    require_admin_approval: bool = False
+    # Signing in ends the user's other sessions (seed 000 section 3.2).
+    single_session: bool = False
+    session_lifetime_hours: int = Field(default=7 * 24, ge=1)
+    session_idle_minutes: int = Field(default=15, ge=1)
+    email_token_hours: int = Field(default=24, ge=1)
+    account_max_failures: int = Field(default=5, ge=1)
+    account_lock_minutes: int = Field(default=30, ge=1)
+    ip_max_attempts: int = Field(default=20, ge=1)
+    ip_window_minutes: int = Field(default=5, ge=1)
+    ip_block_minutes: int = Field(default=15, ge=1)
+    email_ip_max_failures: int = Field(default=3, ge=1)
+    email_ip_lock_minutes: int = Field(default=30, ge=1)
+    # Progressive delay after failures: base * 2^(failures-1), at most max.
+    delay_base_seconds: float = Field(default=0.5, ge=0)
+    delay_max_seconds: float = Field(default=10.0, ge=0)
+
+
+class SmtpSettings(BaseModel):
+    """Outgoing mail. Messages are sent by jobs, so a slow server never slows a page."""
+
+    host: str = "localhost"
+    port: int = Field(default=587, ge=1, le=65535)
+    # starttls: upgrade a plain connection (port 587); tls: TLS from the start (port 465).
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    from_address: str = "Corral <no-reply@localhost>"
+    timeout_seconds: float = Field(default=15.0, gt=0)
+
+
 class DatabasePoolSettings(BaseModel):
     pool_size: int = Field(default=5, ge=1, le=200)
     max_overflow: int = Field(default=5, ge=0, le=200)
@@ -109,6 +144,8 @@ class Settings(BaseSettings):
     database: DatabasePoolSettings = Field(default_factory=DatabasePoolSettings)
     jobs: JobSettings = Field(default_factory=JobSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    smtp: SmtpSettings = Field(default_factory=SmtpSettings)
 
     @field_validator("database_url")
     @classmethod

@@ -2,7 +2,23 @@
 
 from corral.db.base import Base
 from corral.models.audit import AuditCheckpoint, AuditEvent
+from corral.models.auth import ApiToken, AuthLockout, SignInAttempt, UserSession, UserToken
+from corral.models.email import EmailMessage
 from corral.models.jobs import JobLog
 from corral.models.users import User, UserRole, UserStatus
 
-__all__ = ["AuditCheckpoint", "AuditEvent", "Base", "JobLog", "User", "UserRole", "UserStatus"]
+__all__ = [
+    "ApiToken",
+    "AuditCheckpoint",
+    "AuditEvent",
+    "AuthLockout",
+    "Base",
+    "EmailMessage",
+    "JobLog",
+    "SignInAttempt",
+    "User",
+    "UserRole",
+    "UserSession",
+    "UserStatus",
+    "UserToken",
+]

@@ -47,5 +47,10 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(32), default=UserRole.CUSTOMER.value)
     status: Mapped[str] = mapped_column(String(32), default=UserStatus.PENDING_VERIFICATION.value)
     email_verified_at: Mapped[datetime | None]
+    # Set when staff approve an account (only required when approval is switched on).
+    approved_at: Mapped[datetime | None]
+    blocked_at: Mapped[datetime | None]
+    blocked_reason: Mapped[str | None] = mapped_column(String(500))
+    password_changed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
