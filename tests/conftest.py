@@ -128,6 +128,9 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
             "audit_key": secrets.token_urlsafe(48),
         },
         log={"level": "WARNING", "format": "console"},  # type: ignore[arg-type]
+        # Real lockout thresholds, but a progressive delay in milliseconds so tests stay fast;
+        # the real delays have their own test.
+        auth={"delay_base_seconds": 0.001, "delay_max_seconds": 0.01},  # type: ignore[arg-type]
     )
 
 
@@ -163,7 +166,17 @@ async def app(settings: Settings, database_url: URL, db: AsyncSession) -> AsyncI
     application = create_app(settings, database_url=database_url, run_worker=False)
 
     async def test_session() -> AsyncIterator[AsyncSession]:
-        yield db
+        # As in production, a request's work is committed when the handler returns and undone when
+        # it raises; here that is a savepoint of its own, so a failed request cannot undo the test's
+        # setup, and the test's transaction is still rolled back at the end.
+        request_work = await db.begin_nested()
+        try:
+            yield db
+        except BaseException:
+            await request_work.rollback()
+            raise
+        else:
+            await request_work.commit()
 
     application.dependency_overrides[get_db_session] = test_session
     async with application.router.lifespan_context(application):

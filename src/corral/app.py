@@ -9,7 +9,10 @@ from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
 from corral import __version__
+from corral.auth.cookies import CookieMiddleware
+from corral.auth.views import router as auth_router
 from corral.config import Settings, get_settings
+from corral.dashboard.views import router as dashboard_router
 from corral.db.session import create_engine, create_session_factory
 from corral.db.url import redacted, resolve_database_url
 from corral.jobs.runtime import JobRuntime
@@ -67,8 +70,11 @@ def create_app(
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(web_router)
+    app.include_router(auth_router)
+    app.include_router(dashboard_router)
     app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
 
+    app.add_middleware(CookieMiddleware, secure=settings.web.secure_cookies)
     # Added last = runs first: the request id must exist before anything else logs.
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.web.public_url.startswith("https://"))
     app.add_middleware(RequestContextMiddleware)

@@ -53,6 +53,8 @@ class WebSettings(BaseModel):
     public_url: str = "http://127.0.0.1:8000"
     # Plain-http cookies are allowed only for a demo on localhost; production sets this true.
     secure_cookies: bool = True
+    # Other origins whose forms may post to the panel (besides public_url's), e.g. a second hostname.
+    trusted_origins: list[str] = Field(default_factory=list)
 
     @field_validator("public_url")
     @classmethod

@@ -1,22 +1,248 @@
-"""Job runtime. (Placeholder: the jobs work replaces this module.)"""
+"""The job machinery of one process: the procrastinate App, its connection pool, at most one worker.
+
+``corral serve`` opens a runtime and, on the embedded database, runs a worker inside the web
+process (``start_worker``); ``corral worker`` runs one in the foreground (``run_worker``) until
+SIGTERM/SIGINT or cancellation. Either way a stop is graceful: no new job is fetched, running
+jobs get ``shutdown_timeout`` seconds to finish, then they are interrupted and retried later.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import timedelta
+
+from procrastinate import App, PsycopgConnector
+from procrastinate.types import JSONValue
+from procrastinate.worker import Worker
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from corral.config import Settings
+from corral.db.session import create_engine, create_session_factory
+from corral.db.url import libpq_conninfo
+from corral.jobs.app import RESOURCES_KEY, WorkerResources, build_app
+from corral.jobs.middleware import JobLogMiddleware, JobLogWriter
+from corral.jobs.schemas import JobRead
+from corral.jobs.service import job_service
+from corral.kit.logging import get_logger
+
+log = get_logger("corral.jobs")
+
+# With LISTEN/NOTIFY a new job starts at once; polling only catches what notifications cannot
+# announce (retries coming due, scheduled jobs), so a few seconds is plenty.
+DEFAULT_POLL_INTERVAL_SECONDS = 5.0
+DEFAULT_SHUTDOWN_TIMEOUT_SECONDS = 30.0
+# Time the worker gets, after interrupting jobs, to record their outcome and unregister.
+_SHUTDOWN_MARGIN_SECONDS = 10.0
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: Callable[[], None]) -> Iterator[None]:
+    """SIGTERM/SIGINT ask for a graceful stop; a second one gets the default, immediate behaviour."""
+    if threading.current_thread() is not threading.main_thread():
+        log.warning("worker_signals_not_handled", reason="not the main thread")
+        yield
+        return
+    loop = asyncio.get_running_loop()
+
+    def handle(signum: int) -> None:
+        log.info("worker_stop_requested", signal=signal.Signals(signum).name)
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
+        stop()
+
+    for sig in _STOP_SIGNALS:
+        loop.add_signal_handler(sig, handle, sig)
+    try:
+        yield
+    finally:
+        for sig in _STOP_SIGNALS:
+            loop.remove_signal_handler(sig)
 
 
 class JobRuntime:
-    def __init__(self, url: URL, settings: Settings) -> None:
+    def __init__(
+        self,
+        url: URL,
+        settings: Settings,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
+        shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_SECONDS,
+    ) -> None:
         self.url = url
         self.settings = settings
+        self.poll_interval = poll_interval
+        self.shutdown_timeout = shutdown_timeout
+        self._app: App | None = None
+        self._pool: AsyncConnectionPool | None = None
+        self._engine: AsyncEngine | None = None
+        self._resources: WorkerResources | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+        self._stop_requested = False
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            raise RuntimeError("JobRuntime.open() has not been called")
+        return self._app
+
+    @property
+    def worker_running(self) -> bool:
+        return self._worker_task is not None and not self._worker_task.done()
 
     async def open(self) -> None:
-        return None
+        """Open procrastinate's pool on the resolved URL and build the App. Idempotent."""
+        if self._app is not None:
+            return
+        # Small: the worker holds one connection to fetch, briefly one per finishing job, and
+        # LISTENs on its own. Tasks use the SQLAlchemy engine made in _worker_resources.
+        pool: AsyncConnectionPool = AsyncConnectionPool(
+            libpq_conninfo(self.url),
+            min_size=1,
+            max_size=self.settings.jobs.concurrency + 2,
+            open=False,
+            name="corral-jobs",
+            kwargs={"application_name": "corral-jobs"},
+            check=AsyncConnectionPool.check_connection,
+        )
+        try:
+            await pool.open(wait=True, timeout=30)
+            connector = PsycopgConnector()
+            await connector.open_async(pool)
+            app = build_app(connector)
+            if not await app.check_connection_async():
+                raise RuntimeError("the job queue's tables are missing: run `corral migrate` first")
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool, self._app = pool, app
+
+    def _worker_resources(self) -> WorkerResources:
+        if self._resources is None:
+            concurrency = self.settings.jobs.concurrency
+            # A running job holds one connection for its transaction and briefly a second one to
+            # write a log line on its own transaction.
+            database = self.settings.database.model_copy(
+                update={"pool_size": concurrency, "max_overflow": concurrency}
+            )
+            self._engine = create_engine(self.url, self.settings.model_copy(update={"database": database}))
+            factory = create_session_factory(self._engine, self.settings)
+            self._resources = WorkerResources(session_factory=factory, logs=JobLogWriter(factory))
+        return self._resources
+
+    def _launch(self) -> asyncio.Task[None]:
+        if self.worker_running:
+            raise RuntimeError("this runtime already runs a worker")
+        resources = self._worker_resources()
+        worker = Worker(
+            app=self.app,
+            name="corral-worker",
+            concurrency=self.settings.jobs.concurrency,
+            fetch_job_polling_interval=self.poll_interval,
+            abort_job_polling_interval=self.poll_interval,
+            shutdown_graceful_timeout=self.shutdown_timeout,
+            listen_notify=True,
+            delete_jobs="never",  # finished jobs stay for the timeline; jobs.prune removes them
+            additional_context={RESOURCES_KEY: resources},
+            install_signal_handlers=False,  # ours, in run_worker; uvicorn owns them in `serve`
+            worker_middleware=[JobLogMiddleware(resources.logs)],
+        )
+        self._stop_requested = False
+        # Stopping is cancelling this task: procrastinate's Worker.run turns a cancellation into a
+        # graceful shutdown, and a cancel that lands before run() starts simply never starts it.
+        task = asyncio.create_task(worker.run(), name="corral-job-worker")  # type: ignore[no-untyped-call]
+        task.add_done_callback(self._worker_ended)
+        self._worker_task = task
+        log.info("worker_started", concurrency=self.settings.jobs.concurrency)
+        return task
+
+    def _worker_ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or self._stop_requested:
+            log.info("worker_stopped")
+        elif (error := task.exception()) is not None:
+            log.error("worker_crashed", error=repr(error), exc_info=error)
+        else:  # procrastinate stops a worker whose listener or heartbeat died
+            log.error("worker_stopped_unexpectedly")
+
+    def _request_stop(self) -> None:
+        if self._worker_task is not None and not self._worker_task.done():
+            self._stop_requested = True
+            self._worker_task.cancel()
 
     async def start_worker(self) -> None:
-        return None
+        """Run a worker in this process, as a background asyncio task (until ``close``)."""
+        self._launch()
+
+    async def run_worker(self) -> None:
+        """Run a worker in the foreground until SIGTERM/SIGINT or cancellation, then stop gracefully."""
+        task = self._launch()
+        with _stop_on_signals(self._request_stop):
+            try:
+                await asyncio.wait({task})
+            except asyncio.CancelledError:
+                await self.stop_worker()
+                raise
+        if not task.cancelled() and (error := task.exception()) is not None:
+            raise error
+
+    async def stop_worker(self) -> None:
+        """Stop the worker gracefully: running jobs get ``shutdown_timeout`` seconds to finish."""
+        task = self._worker_task
+        if task is None:
+            return
+        self._request_stop()
+        done, _ = await asyncio.wait({task}, timeout=self.shutdown_timeout + _SHUTDOWN_MARGIN_SECONDS)
+        if not done:
+            log.error("worker_stop_timed_out")
+        self._worker_task = None
 
     async def close(self) -> None:
-        return None
+        """Stop the worker (if any), then release every connection. Idempotent."""
+        await self.stop_worker()
+        if self._engine is not None:
+            await self._engine.dispose()
+            self._engine, self._resources = None, None
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+        self._app = None
+
+    # The job API, for holders of the runtime (``app.state.jobs``); domain services use
+    # ``corral.jobs.service.job_service`` directly, which needs no open runtime.
+    async def defer(
+        self,
+        session: AsyncSession,
+        task_name: str,
+        /,
+        *,
+        lock: str | None = None,
+        queueing_lock: str | None = None,
+        schedule_in: timedelta | None = None,
+        **arguments: JSONValue,
+    ) -> int:
+        return await job_service.defer(
+            session, task_name, lock=lock, queueing_lock=queueing_lock, schedule_in=schedule_in, **arguments
+        )
+
+    async def get(self, session: AsyncSession, job_id: int) -> JobRead:
+        return await job_service.get(session, job_id)
+
+    async def retry(self, session: AsyncSession, job_id: int) -> None:
+        await job_service.retry(session, job_id)
+
+    async def list(
+        self,
+        session: AsyncSession,
+        *,
+        lock: str | None = None,
+        task_name: str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+    ) -> Sequence[JobRead]:
+        return await job_service.list(session, lock=lock, task_name=task_name, status=status, limit=limit)

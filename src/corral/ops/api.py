@@ -7,11 +7,14 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from corral import __version__
+from corral.auth.deps import PUBLIC
 from corral.ops.schemas import HealthRead, ReadinessRead
 from corral.ops.service import ops_service
 from corral.web.deps import DbSession
 
-router = APIRouter(tags=["operations"])
+# Probes answer anyone: load balancers and Prometheus have no session. /metrics belongs behind the
+# reverse proxy's access rules (see README).
+router = APIRouter(tags=["operations"], dependencies=[PUBLIC])
 
 
 @router.get("/health", response_model=HealthRead)

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import http
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -115,6 +116,18 @@ def error_response(request: Request, error: ErrorInfo) -> Response:
     }
     template = _PAGES.get(error.status_code, _GENERIC_PAGE)
     return render(request, template, context, status_code=error.status_code, headers=headers)
+
+
+def _sign_in_first(request: Request, error: PanelError) -> Response:
+    """A page that needs a signed-in user sends a person to sign in and back; the API says 401."""
+    if _is_api(request):
+        info = _panel_error(error)
+        return error_response(request, replace(info, headers={"WWW-Authenticate": "Bearer"}))
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    location = f"/login?{urlencode({'next': target})}"
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": location})
+    return RedirectResponse(location, status_code=303)
 
 
 def _panel_error(error: PanelError) -> ErrorInfo:
@@ -224,6 +237,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def panel_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, PanelError)
+        if error.status_code == 401:
+            return _sign_in_first(request, error)
         return error_response(request, _panel_error(error))
 
     async def http_error(request: Request, error: Exception) -> Response:

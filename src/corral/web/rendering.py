@@ -102,8 +102,10 @@ def wants_fragment(request: Request) -> bool:
 
 
 def _csrf_token(request: Request) -> str | None:
-    # The CSRF middleware (issue 3) stores the token on request.state; until then there is none.
-    token = getattr(request.state, "csrf_token", None)
+    # Set by the access check every route declares (corral.auth.deps); pages rendered outside a
+    # route (error pages for unknown URLs) have none and show no forms.
+    csrf = getattr(request.state, "csrf", None)
+    token = csrf.token() if csrf is not None else None
     return token if isinstance(token, str) and token else None
 
 
@@ -121,7 +123,12 @@ def render(
     A full page also shows ``context["toasts"]`` (a list of :class:`Toast`), for messages that
     must survive without JavaScript or across a redirect.
     """
-    values: dict[str, Any] = {"request": request, "csrf_token": _csrf_token(request), "toasts": []}
+    values: dict[str, Any] = {
+        "request": request,
+        "csrf_token": _csrf_token(request),
+        "principal": getattr(request.state, "principal", None),
+        "toasts": [],
+    }
     values.update(context or {})
     fragment = block if block is not None and wants_fragment(request) else None
     response = cast(

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from corral.kit.errors import Forbidden, NotFound, PanelError
+
+
+class NotAuthenticated(PanelError):
+    status_code = 401
+    code = "not_authenticated"
+    default_message = "Sign in to continue."
+
+
+class CsrfRejected(Forbidden):
+    code = "csrf_rejected"
+    default_message = "This form has expired or came from another site. Reload the page and try again."
+
+
+class MissingPermission(Forbidden):
+    code = "missing_permission"
+    default_message = "Your account does not have permission to do that."
+
+
+class SessionNotFound(NotFound):
+    code = "session_not_found"
+    default_message = "That session does not exist or has already ended."
+
+
+class TokenInvalid(PanelError):
+    status_code = 400
+    code = "token_invalid"
+    default_message = "This link is invalid, expired or has already been used."

@@ -1,0 +1,137 @@
+"""SQL for sessions, email tokens, sign-in attempts, lockouts and API tokens.
+
+Everything a person can list or revoke is selected through their own user id, so one user can
+never reach another's rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from corral.models.auth import ApiToken, AuthLockout, SignInAttempt, UserSession, UserToken
+from corral.models.users import User
+
+
+async def session_with_user(session: AsyncSession, token_hash: str) -> tuple[UserSession, User] | None:
+    statement = (
+        select(UserSession, User)
+        .join(User, User.id == UserSession.user_id)
+        .where(UserSession.token_hash == token_hash, UserSession.revoked_at.is_(None))
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def active_sessions(session: AsyncSession, user_id: int, now: datetime) -> Sequence[UserSession]:
+    statement = (
+        select(UserSession)
+        .where(
+            UserSession.user_id == user_id,
+            UserSession.revoked_at.is_(None),
+            UserSession.expires_at > now,
+        )
+        .order_by(UserSession.last_seen_at.desc())
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def own_session(session: AsyncSession, user_id: int, session_id: int) -> UserSession | None:
+    statement = select(UserSession).where(
+        UserSession.id == session_id, UserSession.user_id == user_id, UserSession.revoked_at.is_(None)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def revoke_sessions(
+    session: AsyncSession, user_id: int, now: datetime, reason: str, *, keep_id: int | None = None
+) -> int:
+    conditions = [UserSession.user_id == user_id, UserSession.revoked_at.is_(None)]
+    if keep_id is not None:
+        conditions.append(UserSession.id != keep_id)
+    result = await session.execute(
+        update(UserSession).where(and_(*conditions)).values(revoked_at=now, revoked_reason=reason)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def require_rotation(session: AsyncSession, user_id: int) -> None:
+    await session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        .values(rotate_required=True)
+    )
+
+
+async def count_attempts(
+    session: AsyncSession,
+    *,
+    since: datetime,
+    email: str | None = None,
+    ip: str | None = None,
+    failed_only: bool,
+) -> int:
+    """Attempts in a window for an email, an IP, or both.
+
+    With ``failed_only``, failures count only after the last success for the same key: a person who
+    mistypes twice and then signs in starts again from zero.
+    """
+    conditions = [SignInAttempt.attempted_at >= since]
+    if email is not None:
+        conditions.append(SignInAttempt.email == email)
+    if ip is not None:
+        conditions.append(SignInAttempt.ip == ip)
+    if failed_only:
+        last_success = await session.scalar(
+            select(func.max(SignInAttempt.attempted_at)).where(*conditions, SignInAttempt.succeeded.is_(True))
+        )
+        conditions.append(SignInAttempt.succeeded.is_(False))
+        if last_success is not None:
+            conditions.append(SignInAttempt.attempted_at > last_success)
+    statement = select(func.count()).select_from(SignInAttempt).where(*conditions)
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def active_lockout(session: AsyncSession, scope: str, key: str, now: datetime) -> AuthLockout | None:
+    statement = (
+        select(AuthLockout)
+        .where(AuthLockout.scope == scope, AuthLockout.key == key, AuthLockout.locked_until > now)
+        .order_by(AuthLockout.locked_until.desc())
+        .limit(1)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def user_token(session: AsyncSession, token_hash: str, purpose: str) -> UserToken | None:
+    statement = (
+        select(UserToken)
+        .where(UserToken.token_hash == token_hash, UserToken.purpose == purpose)
+        .with_for_update()
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def expire_user_tokens(session: AsyncSession, user_id: int, purpose: str, now: datetime) -> None:
+    """Older links stop working when a new one is sent."""
+    await session.execute(
+        update(UserToken)
+        .where(UserToken.user_id == user_id, UserToken.purpose == purpose, UserToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+
+
+async def api_token_with_user(session: AsyncSession, token_hash: str) -> tuple[ApiToken, User] | None:
+    statement = (
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
+    )
+    row = (await session.execute(statement)).one_or_none()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def user_by_id(session: AsyncSession, user_id: int) -> User | None:
+    return await session.get(User, user_id)

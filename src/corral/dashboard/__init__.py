@@ -1,0 +1,1 @@
+"""The customer's home: their servers at a glance and quick actions."""

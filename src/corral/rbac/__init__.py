@@ -1,0 +1,1 @@
+"""Roles and permissions: deny by default, every route declares what it needs."""

@@ -1,0 +1,67 @@
+"""Permissions are named ``resource:action``; each role maps to a fixed set of them.
+
+Nothing is allowed unless a role's set names it. API tokens narrow this further: a token acts
+with the intersection of its scopes and its owner's current role.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+
+from corral.models.users import UserRole
+
+
+class Permission(enum.StrEnum):
+    # A person's own account.
+    ACCOUNT_READ = "account:read"
+    ACCOUNT_UPDATE = "account:update"
+    SESSIONS_MANAGE = "sessions:manage"
+    TOKENS_MANAGE = "tokens:manage"
+    # Staff work on other people's accounts.
+    USERS_READ = "users:read"
+    USERS_BLOCK = "users:block"
+    USERS_APPROVE = "users:approve"
+    USERS_ROLES = "users:roles"
+    AUDIT_READ = "audit:read"
+
+
+_SELF_SERVICE = frozenset(
+    {
+        Permission.ACCOUNT_READ,
+        Permission.ACCOUNT_UPDATE,
+        Permission.SESSIONS_MANAGE,
+        Permission.TOKENS_MANAGE,
+    }
+)
+
+ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
+    UserRole.CUSTOMER: _SELF_SERVICE,
+    # Support looks after customers: sees accounts and history, approves and blocks; no infrastructure.
+    UserRole.SUPPORT: _SELF_SERVICE
+    | {Permission.USERS_READ, Permission.USERS_BLOCK, Permission.USERS_APPROVE, Permission.AUDIT_READ},
+    UserRole.BILLING: _SELF_SERVICE | {Permission.USERS_READ},
+    UserRole.OPERATOR: _SELF_SERVICE | {Permission.USERS_READ, Permission.AUDIT_READ},
+    UserRole.SUPER_ADMIN: frozenset(Permission),
+}
+
+# Roles whose permissions reach other people's data or the fleet.
+STAFF_ROLES = frozenset({UserRole.SUPPORT, UserRole.BILLING, UserRole.OPERATOR, UserRole.SUPER_ADMIN})
+
+
+def permissions_for(role: str) -> frozenset[Permission]:
+    try:
+        return ROLE_PERMISSIONS[UserRole(role)]
+    except ValueError:
+        return frozenset()  # an unknown role gets nothing
+
+
+def parse_scopes(scopes: Iterable[str]) -> frozenset[Permission]:
+    """Scopes as typed by a person; unknown names are an error, not silently dropped."""
+    parsed = set()
+    for scope in scopes:
+        try:
+            parsed.add(Permission(scope.strip()))
+        except ValueError as error:
+            raise ValueError(f"unknown scope {scope!r}") from error
+    return frozenset(parsed)
