@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import signal
+import warnings
 from types import FrameType
 from typing import Annotated
 
@@ -21,6 +23,10 @@ from corral.db.url import redacted, resolve_database_url
 from corral.demo.secrets import with_demo_secrets
 from corral.demo.service import DemoCredential, demo
 from corral.kit.logging import configure_logging
+
+# platformdirs warns on every start of the embedded PostgreSQL when XDG_RUNTIME_DIR is unset (as
+# under cron, sudo or containers); it falls back to /tmp, which is what we want anyway.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 app = typer.Typer(
     help="Corral: a self-hosted control panel for VPS hosting providers.",
@@ -168,8 +174,17 @@ def demo_command(host: Host = None, port: Port = None) -> None:
     settings = with_address(load_settings(), host, port)
     loopback = is_loopback(settings.web.host)
     public_url = f"http://{settings.web.host}:{settings.web.port}"
-    web = settings.web.model_copy(update={"public_url": public_url, "secure_cookies": not loopback})
-    settings = with_demo_secrets(settings.model_copy(update={"demo": True, "web": web}))
+    # A browser may call the same loopback address by either name; both are this panel.
+    trusted = (
+        [f"http://{name}:{settings.web.port}" for name in ("localhost", "127.0.0.1")] if loopback else []
+    )
+    web = settings.web.model_copy(
+        update={"public_url": public_url, "secure_cookies": not loopback, "trusted_origins": trusted}
+    )
+    log = settings.log
+    if "CORRAL_LOG__FORMAT" not in os.environ:
+        log = log.model_copy(update={"format": "console"})  # a person is reading this terminal
+    settings = with_demo_secrets(settings.model_copy(update={"demo": True, "web": web, "log": log}))
     configure_logging(settings)
     if not loopback:
         typer.secho(

