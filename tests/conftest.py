@@ -30,6 +30,9 @@ from corral.db import embedded, migrate
 from corral.db.url import libpq_conninfo, sqlalchemy_url
 from corral.web.deps import get_db_session
 
+# The real SMTP sink (aiosmtpd) is available to every test as `smtp_sink`.
+pytest_plugins = ("tests.support.smtp",)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EMBEDDED_TEST_DIR = REPO_ROOT / ".data" / "test-pg"
 

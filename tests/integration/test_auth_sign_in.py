@@ -225,3 +225,9 @@ async def test_single_session_mode_ends_the_older_session(db: AsyncSession, sett
         assert sorted(row.revoked_reason or "active" for row in rows) == ["active", "single_session"]
     finally:
         db.info["settings"] = settings
+
+
+def test_the_stand_in_hash_costs_what_a_real_one_does() -> None:
+    real = auth_service.hash_password("any password at all")
+    # Same algorithm, version, memory, passes and lanes: the "$argon2id$v=19$m=…,t=…,p=…" head.
+    assert auth_service._DUMMY_HASH.split("$")[1:4] == real.split("$")[1:4]

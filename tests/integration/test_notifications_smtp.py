@@ -245,3 +245,25 @@ async def test_a_sent_message_is_not_sent_again(
 
 async def test_a_message_that_no_longer_exists_is_skipped(db: AsyncSession) -> None:
     assert (await mailer.deliver(db, 987654321, final_attempt=False)).status == "missing"
+
+
+async def test_non_ascii_text_arrives_intact(
+    db: AsyncSession, settings: Settings, smtp_sink: SmtpSink
+) -> None:
+    _use(db, smtp_sink.settings(settings))
+    message = await mailer.queue(
+        db,
+        to="zoe@example.test",
+        template="welcome",
+        context={"name": "Zoë Ådahl 李"},
+        subject="Bienvenue, Zoë ✓",
+    )
+    assert (await _attempt(db, message)).status == "sent"
+    [received] = smtp_sink.messages
+    assert received["Subject"] == "Bienvenue, Zoë ✓"
+    text = received.get_body(preferencelist=("plain",))
+    html = received.get_body(preferencelist=("html",))
+    assert text is not None
+    assert html is not None
+    assert "Hello Zoë Ådahl 李," in text.get_content()
+    assert "Hello Zoë Ådahl 李," in html.get_content()

@@ -31,7 +31,8 @@ from corral.users import repository as users_repository
 from corral.users.passwords import hash_password, needs_rehash, verify_password
 
 # Verified against when no account matches, so an unknown email costs the same time as a known one.
-_DUMMY_HASH = hash_password("corral-no-such-account-placeholder")
+# Precomputed with the same argon2id parameters as real hashes (a test checks they stay equal).
+_DUMMY_HASH = "$argon2id$v=19$m=19456,t=2,p=1$56zetSb/HoxTb1TMqWm8bA$CBmML0EjDC3JADAH8/YZML2nQtISEQGd12GaMCoVkzk"
 # last_seen_at is written at most this often, so reading pages does not mean a write per request.
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 MAX_USER_AGENT = 400
