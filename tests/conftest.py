@@ -28,6 +28,7 @@ from corral.app import create_app
 from corral.config import Settings
 from corral.db import embedded, migrate
 from corral.db.url import libpq_conninfo, sqlalchemy_url
+from corral.kit.crypto import generate_key_spec
 from corral.web.deps import get_db_session
 
 # The real SMTP sink (aiosmtpd) is available to every test as `smtp_sink`.
@@ -129,6 +130,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         security={  # type: ignore[arg-type]
             "secret_key": secrets.token_urlsafe(48),
             "audit_key": secrets.token_urlsafe(48),
+            "encryption_keys": generate_key_spec("test"),
         },
         log={"level": "WARNING", "format": "console"},  # type: ignore[arg-type]
         # Real lockout thresholds, but a progressive delay in milliseconds so tests stay fast;

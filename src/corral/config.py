@@ -71,6 +71,9 @@ class SecuritySettings(BaseModel):
     secret_key: SecretStr = SecretStr("")
     # HMAC key of the audit hash chain. Changing it makes every existing row fail verification.
     audit_key: SecretStr = SecretStr("")
+    # AES-256-GCM keys for secrets stored in the database (node credentials): "id:base64key,…",
+    # the first one encrypts. Generate one with: corral admin generate-key
+    encryption_keys: SecretStr = SecretStr("")
 
 
 class AuthSettings(BaseModel):
@@ -170,6 +173,7 @@ class Settings(BaseSettings):
 SECRET_FIELDS: dict[str, str] = {
     "secret_key": f"{ENV_PREFIX}SECURITY__SECRET_KEY",
     "audit_key": f"{ENV_PREFIX}SECURITY__AUDIT_KEY",
+    "encryption_keys": f"{ENV_PREFIX}SECURITY__ENCRYPTION_KEYS",
 }
 
 
@@ -194,9 +198,21 @@ def secret_problems(settings: Settings) -> list[str]:
     for field, variable in SECRET_FIELDS.items():
         value: SecretStr = getattr(settings.security, field)
         problem = secret_problem(variable, value.get_secret_value())
+        if problem is None and field == "encryption_keys":
+            problem = _keyring_problem(variable, value.get_secret_value())
         if problem:
             problems.append(problem)
     return problems
+
+
+def _keyring_problem(variable: str, value: str) -> str | None:
+    from corral.kit.crypto import Keyring, KeyringError  # the crypto stack is only needed here
+
+    try:
+        Keyring.parse(value)
+    except KeyringError as error:
+        return f"{variable}: {error}"
+    return None
 
 
 class ConfigError(Exception):

@@ -10,11 +10,13 @@ from sqlalchemy.engine import URL
 
 from corral.db import migrate
 from corral.db.url import libpq_conninfo
+from corral.kit.crypto import generate_key_spec
 from tests.support.processes import clean_env, run_corral
 
 STRONG_SECRETS = {
     "CORRAL_SECURITY__SECRET_KEY": secrets.token_urlsafe(48),
     "CORRAL_SECURITY__AUDIT_KEY": secrets.token_urlsafe(48),
+    "CORRAL_SECURITY__ENCRYPTION_KEYS": generate_key_spec(),
 }
 
 
@@ -69,6 +71,7 @@ def test_serve_refuses_to_start_with_a_placeholder_secret(tmp_path: Path) -> Non
         CORRAL_DATABASE_URL="postgresql://corral@127.0.0.1:1/corral",
         CORRAL_SECURITY__SECRET_KEY=STRONG_SECRETS["CORRAL_SECURITY__SECRET_KEY"],
         CORRAL_SECURITY__AUDIT_KEY="changeme",
+        CORRAL_SECURITY__ENCRYPTION_KEYS=STRONG_SECRETS["CORRAL_SECURITY__ENCRYPTION_KEYS"],
     )
     result = run_corral("serve", "--port", "1", env=env, cwd=tmp_path, timeout=60)
     assert result.returncode == 2

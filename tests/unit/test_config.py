@@ -10,14 +10,16 @@ from pydantic import SecretStr, ValidationError
 
 from corral.config import ConfigError, Settings, require_secrets, secret_problems
 from corral.demo.secrets import SECRETS_FILE, with_demo_secrets
+from corral.kit.crypto import generate_key_spec
 from corral.ops.doctor import env_name
 
 STRONG = "x" * 8 + "3f9a7c1e5b2d4f6a8c0e2b4d6f8a0c1e"
 
 
 def settings_with(secret_key: str, audit_key: str, **extra: object) -> Settings:
+    keys = generate_key_spec()
     return Settings(
-        security={"secret_key": secret_key, "audit_key": audit_key},  # type: ignore[arg-type]
+        security={"secret_key": secret_key, "audit_key": audit_key, "encryption_keys": keys},  # type: ignore[arg-type]
         **extra,  # type: ignore[arg-type]
     )
 
@@ -86,3 +88,15 @@ def test_demo_keeps_a_secret_the_operator_set(tmp_path: Path) -> None:
     security = settings.security.model_copy(update={"audit_key": SecretStr(STRONG)})
     chosen = with_demo_secrets(settings.model_copy(update={"security": security}))
     assert chosen.security.audit_key.get_secret_value() == STRONG
+
+
+def test_malformed_encryption_keys_are_named() -> None:
+    settings = Settings(
+        security={  # type: ignore[arg-type]
+            "secret_key": STRONG,
+            "audit_key": STRONG[::-1],
+            "encryption_keys": "k1:" + "x" * 40,
+        }
+    )
+    [problem] = secret_problems(settings)
+    assert problem.startswith("CORRAL_SECURITY__ENCRYPTION_KEYS: key 'k1' must be 32 bytes")

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from corral.config import SECRET_FIELDS, Settings, secret_problem
+from corral.kit.crypto import generate_key_spec
 
 SECRETS_FILE = "demo-secrets.json"
 
@@ -44,7 +45,9 @@ def with_demo_secrets(settings: Settings) -> Settings:
         if secret_problem(variable, configured.get_secret_value()) is None:
             continue  # the operator set a real one; keep it
         if field not in stored:
-            stored[field] = secrets.token_urlsafe(48)
+            stored[field] = (
+                generate_key_spec("demo") if field == "encryption_keys" else secrets.token_urlsafe(48)
+            )
             changed = True
         values[field] = SecretStr(stored[field])
     if changed:
