@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 
 from corral.db import migrate
 from corral.db.url import libpq_conninfo
-from corral.kit.crypto import generate_key_spec
+from corral.kit.crypto import Keyring, generate_key_spec
 from tests.support.processes import clean_env, run_corral
 
 STRONG_SECRETS = {
@@ -23,7 +23,7 @@ STRONG_SECRETS = {
 def test_help_lists_every_command(tmp_path: Path) -> None:
     result = run_corral("--help", env=clean_env(), cwd=tmp_path)
     assert result.returncode == 0
-    for command in ("serve", "worker", "migrate", "demo", "doctor", "audit"):
+    for command in ("serve", "worker", "migrate", "demo", "doctor", "audit", "admin"):
         assert command in result.stdout
     serve_help = run_corral("serve", "--help", env=clean_env(), cwd=tmp_path)
     assert "--host" in serve_help.stdout
@@ -95,3 +95,11 @@ def test_migrate_brings_an_empty_database_to_head(tmp_path: Path, empty_database
     again = run_corral("migrate", env=env, cwd=tmp_path)
     head = migrate.head_revision()
     assert f"{head} -> {head}" in again.stdout
+
+
+def test_generate_key_prints_a_usable_keyring_entry(tmp_path: Path) -> None:
+    result = run_corral("admin", "generate-key", "--id", "k2", env=clean_env(), cwd=tmp_path)
+    assert result.returncode == 0
+    ring = Keyring.parse(result.stdout.strip())
+    assert ring.current_id == "k2"
+    assert ring.decrypt(ring.encrypt("x", context="c"), context="c") == "x"

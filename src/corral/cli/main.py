@@ -15,6 +15,7 @@ import uvicorn
 from sqlalchemy.engine import URL
 
 from corral import __version__
+from corral.cli.admin import admin_app
 from corral.cli.audit import audit_app
 from corral.config import ConfigError, Settings, get_settings, require_secrets
 from corral.db import migrate
@@ -34,6 +35,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(audit_app, name="audit")
+app.add_typer(admin_app, name="admin")
 
 Host = Annotated[str | None, typer.Option(help="Address to listen on (default: CORRAL_WEB__HOST).")]
 Port = Annotated[int | None, typer.Option(min=1, max=65535, help="Port (default: CORRAL_WEB__PORT).")]
