@@ -1,28 +1,44 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages Corral needs, only those that are missing.
-#   scripts/install-system-deps.sh          what `make demo` needs (Python venv, Node.js, npm)
-#   scripts/install-system-deps.sh --test   plus what the test suite needs (Chromium for browser tests)
+#   scripts/install-system-deps.sh          what `make demo` needs: Python venv, Node.js and npm, and
+#                                           what pip needs to build libvirt-python (headers, compiler)
+#   scripts/install-system-deps.sh --test   plus what the test suite needs: Chromium for browser
+#                                           tests, and a running libvirt daemon with QEMU
 set -euo pipefail
+cd "$(dirname "$0")/.."
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
 want=()
-python3 -c 'import venv, ensurepip' 2>/dev/null || want+=(python3-venv)
 command -v python3 >/dev/null || want+=(python3)
+python3 -c 'import venv, ensurepip' 2>/dev/null || want+=(python3-venv)
 command -v node >/dev/null || want+=(nodejs)
 command -v npm >/dev/null || want+=(npm)
+# libvirt-python is only published as source on PyPI: pip compiles it against libvirt's headers.
+pkg-config --exists libvirt 2>/dev/null || want+=(libvirt-dev pkg-config)
+command -v gcc >/dev/null || want+=(gcc)
+python3 - <<'PY' 2>/dev/null || want+=(python3-dev)
+import os, sys, sysconfig
+sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)
+PY
 if [[ "${1:-}" == "--test" ]]; then
   [[ -x /usr/bin/chromium ]] || want+=(chromium)
-  fc-list 2>/dev/null | grep -qi dejavu || want+=(fonts-dejavu-core)
+  installed fonts-dejavu-core || want+=(fonts-dejavu-core)
 fi
 
-if [[ ${#want[@]} -eq 0 ]]; then
-  exit 0
+if [[ ${#want[@]} -gt 0 ]]; then
+  echo "installing system packages: ${want[*]}"
+  sudo=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${want[*]}" >&2; exit 1; }
+    sudo=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -qq
+  "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null
 fi
-echo "installing system packages: ${want[*]}"
-sudo=()
-if [[ $(id -u) -ne 0 ]]; then
-  command -v sudo >/dev/null || { echo "need root (or sudo) to install: ${want[*]}" >&2; exit 1; }
-  sudo=(sudo)
+
+if [[ "${1:-}" == "--test" ]]; then
+  # The driver's end-to-end tests boot a real QEMU guest under libvirtd.
+  scripts/setup-libvirt.sh
 fi
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -qq
-"${sudo[@]}" apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null

@@ -1,0 +1,315 @@
+"""The hypervisor driver contract: a small protocol, declared capabilities, panel-owned values, errors.
+
+Drivers never touch the database. Jobs hand them panel value objects and get panel value objects
+back; the hypervisor's own id for an instance travels only as the opaque ``external_id``. Optional
+features are declared as ``Capability`` values so that a job is refused *before* it is enqueued
+(and the button hidden), instead of failing at run time (Nova's ``capabilities`` idea).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal, Protocol, runtime_checkable
+
+
+class Capability(StrEnum):
+    """Optional features; the core methods of ``HypervisorDriver`` are always available."""
+
+    SNAPSHOTS = "snapshots"
+    BACKUPS = "backups"
+    ISO = "iso"
+    MIGRATION = "migration"
+    RDNS = "rdns"
+    FIREWALL = "firewall"
+    SERIAL_CONSOLE = "serial_console"
+    VNC_CONSOLE = "vnc_console"
+
+
+class InstanceState(StrEnum):
+    RUNNING = "running"
+    STOPPED = "stopped"
+    PAUSED = "paused"
+    SUSPENDED = "suspended"
+    CRASHED = "crashed"
+    STARTING = "starting"
+    STOPPING = "stopping"
+    UNKNOWN = "unknown"
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+
+class DriverError(Exception):
+    """Base of everything a driver raises on purpose. ``message`` is safe to log."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+        super().__init__(message)
+
+
+class TransientDriverError(DriverError):
+    """The node did not answer or was busy: retry the job with backoff."""
+
+
+class PermanentDriverError(DriverError):
+    """The request cannot succeed as asked; show the message to the user, do not retry."""
+
+
+class InstanceNotFound(PermanentDriverError):
+    """No instance with that ``external_id`` exists on the node."""
+
+
+class UnsupportedOperation(DriverError):
+    """The driver does not offer this (a missing ``Capability``, or not for this node)."""
+
+
+class DriverAuthError(DriverError):
+    """The node refused our credentials: mark the node unhealthy, do not retry blindly."""
+
+
+class UnknownDriverKind(DriverError):
+    """No driver is registered under that kind."""
+
+
+# --- connection -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DriverConnection:
+    """How to reach one node: what the nodes service stores (secrets decrypted) and hands over.
+
+    ``options`` holds driver-specific settings as strings (each driver validates its own keys), so
+    the nodes table needs one JSON column rather than a column per driver.
+    """
+
+    uri: str
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    storage_pool: str = "default"
+    network: str = "default"
+    options: Mapping[str, str] = field(default_factory=dict)
+
+
+# --- value objects in -----------------------------------------------------------------------------
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass(frozen=True)
+class NetworkInterface:
+    """One NIC. ``addresses`` are CIDR strings (IPv4 and IPv6 alike); the MAC is panel-assigned so
+    that a reinstall keeps it. ``network`` overrides the node's default network or bridge."""
+
+    mac: str
+    addresses: tuple[str, ...] = ()
+    gateway4: str | None = None
+    gateway6: str | None = None
+    nameservers: tuple[str, ...] = ()
+    network: str | None = None
+
+    def __post_init__(self) -> None:
+        _check(bool(_MAC.match(self.mac)), f"not a lower-case MAC address: {self.mac!r}")
+        for address in self.addresses:
+            ipaddress.ip_interface(address)  # raises ValueError on garbage
+        for gateway in (self.gateway4, self.gateway6):
+            if gateway is not None:
+                ipaddress.ip_address(gateway)
+        for server in self.nameservers:
+            ipaddress.ip_address(server)
+
+
+@dataclass(frozen=True)
+class DirectKernelBoot:
+    """Boot a kernel (and initrd) that lives on the node, instead of the disk's boot loader."""
+
+    kernel: str
+    initrd: str | None = None
+    cmdline: str = ""
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """The OS template an instance's disk starts from: a volume in a storage pool of the node."""
+
+    volume: str
+    pool: str | None = None  # None: the connection's storage pool
+    format: Literal["qcow2", "raw"] = "qcow2"
+    kernel_boot: DirectKernelBoot | None = None
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything a driver needs to build (or rebuild) one instance.
+
+    ``name`` is the hypervisor-side name (unique per node, chosen by the panel); ``server_id`` is
+    the panel's id, recorded on the instance so the reconciler can recognise it.
+    """
+
+    server_id: str
+    name: str
+    hostname: str
+    vcpus: int
+    memory_mib: int
+    disk_gib: int
+    image: ImageRef
+    interfaces: tuple[NetworkInterface, ...] = ()
+    root_password_hash: str | None = field(default=None, repr=False)
+    ssh_authorized_keys: tuple[str, ...] = ()
+    vnc_password: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _check(bool(_NAME.match(self.name)), f"instance name not allowed: {self.name!r}")
+        _check(bool(self.server_id) and len(self.server_id) <= 128, "server_id must be 1-128 chars")
+        labels = self.hostname.split(".")
+        _check(
+            len(self.hostname) <= 253 and all(_HOSTNAME_LABEL.match(label) for label in labels),
+            f"not a lower-case RFC 1123 host name: {self.hostname!r}",
+        )
+        _check(self.vcpus >= 1, "vcpus must be at least 1")
+        _check(self.memory_mib >= 32, "memory_mib must be at least 32")
+        _check(self.disk_gib >= 1, "disk_gib must be at least 1")
+        # VNC's classic authentication uses only the first 8 characters; refuse longer ones
+        # rather than silently weakening what the user was shown.
+        _check(
+            self.vnc_password is None or 1 <= len(self.vnc_password) <= 8,
+            "vnc_password must be 1-8 characters",
+        )
+        for key in self.ssh_authorized_keys:
+            _check("\n" not in key and key.strip() != "", "ssh keys are single non-empty lines")
+        macs = [nic.mac for nic in self.interfaces]
+        _check(len(macs) == len(set(macs)), "duplicate MAC address")
+
+
+@dataclass(frozen=True)
+class ResizeSpec:
+    vcpus: int
+    memory_mib: int
+    disk_gib: int
+
+    def __post_init__(self) -> None:
+        _check(self.vcpus >= 1 and self.memory_mib >= 32 and self.disk_gib >= 1, "resize below minimum")
+
+
+# --- value objects out ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InstanceRef:
+    """An instance as the node sees it. ``server_id`` is None for domains the panel did not make."""
+
+    external_id: str
+    name: str
+    server_id: str | None
+    state: InstanceState
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    hostname: str
+    cpus: int
+    cpu_model: str
+    cpu_mhz: int
+    memory_bytes: int
+    free_memory_bytes: int
+    storage_total_bytes: int
+    storage_free_bytes: int
+    hypervisor: str
+    hypervisor_version: str
+    driver_version: str
+
+
+@dataclass(frozen=True)
+class InstanceStats:
+    """Counters since the instance started (cumulative); the stats job stores deltas."""
+
+    sampled_at: datetime
+    cpu_time_ns: int
+    vcpus: int
+    memory_bytes: int
+    memory_used_bytes: int | None
+    memory_available_bytes: int | None
+    disk_read_bytes: int
+    disk_write_bytes: int
+    net_rx_bytes: int
+    net_tx_bytes: int
+
+
+@dataclass(frozen=True)
+class ConsoleEndpoint:
+    """Where the instance's console listens. ``host`` is as seen from the node (VNC listens on the
+    node's loopback); ``tunnel_host`` names the node to reach it through, None for a local node."""
+
+    protocol: Literal["vnc"]
+    host: str
+    port: int
+    password: str | None = field(repr=False)
+    tunnel_host: str | None = None
+
+
+# --- the protocol ---------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class HypervisorDriver(Protocol):
+    """One node. Methods are idempotent where a retried job needs it (``destroy`` of a missing
+    instance succeeds; ``create`` of an instance that already exists for the same server returns
+    it). Every method may raise the ``DriverError`` subclasses above and nothing else on purpose."""
+
+    kind: str
+    capabilities: frozenset[Capability]
+
+    async def host_info(self) -> HostInfo: ...
+
+    async def list_instances(self) -> list[InstanceRef]: ...
+
+    async def create(self, spec: InstanceSpec, *, start: bool = True) -> InstanceRef: ...
+
+    async def destroy(self, external_id: str) -> None: ...
+
+    async def start(self, external_id: str) -> None: ...
+
+    async def shutdown(self, external_id: str) -> None:
+        """Ask the guest to power off (ACPI) and return at once."""
+        ...
+
+    async def stop(self, external_id: str, *, force: bool, timeout_s: float = 60.0) -> None:
+        """Power off: ``force`` pulls the plug; otherwise ACPI and wait up to ``timeout_s``, then
+        raise ``TransientDriverError`` (the job decides whether to escalate to ``force``)."""
+        ...
+
+    async def reboot(self, external_id: str, *, force: bool = False) -> None: ...
+
+    async def state(self, external_id: str) -> InstanceState: ...
+
+    async def reinstall(self, external_id: str, spec: InstanceSpec) -> InstanceRef:
+        """Fresh disk from ``spec.image``, fresh cloud-init seed, same MACs; leaves it running."""
+        ...
+
+    async def resize(self, external_id: str, resize: ResizeSpec) -> None:
+        """Change CPU, memory and disk size of a stopped instance (disks only grow)."""
+        ...
+
+    async def console(self, external_id: str) -> ConsoleEndpoint: ...
+
+    async def stats(self, external_id: str) -> InstanceStats: ...
+
+    async def aclose(self) -> None: ...
+
+
+def require(driver: HypervisorDriver, capability: Capability) -> None:
+    """Raise ``UnsupportedOperation`` unless the driver declares ``capability``: call it before a
+    job for an optional feature is enqueued."""
+    if capability not in driver.capabilities:
+        raise UnsupportedOperation(f"the {driver.kind} driver does not support {capability.value}")

@@ -1,0 +1,194 @@
+"""Opening (and re-opening) a libvirt connection, per-node options, and error translation.
+
+libvirt-python is blocking. Everything here runs inside a worker thread (the driver wraps each
+operation in ``asyncio.to_thread``); libvirt connections are safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal, NoReturn
+from urllib.parse import urlsplit
+
+import libvirt
+
+from corral.drivers.base import (
+    DriverAuthError,
+    DriverConnection,
+    DriverError,
+    InstanceNotFound,
+    PermanentDriverError,
+    TransientDriverError,
+    UnsupportedOperation,
+)
+
+
+def _ignore_libvirt_error(_context: object, _error: object) -> None:
+    """libvirt's default handler prints every error to stderr, even the ones we expect and handle
+    (a missing domain on an idempotent destroy); errors still arrive as exceptions."""
+
+
+libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+
+
+@dataclass(frozen=True)
+class LibvirtOptions:
+    """Per-node settings, from ``DriverConnection.options`` (all strings there)."""
+
+    domain_type: Literal["kvm", "qemu", "test"] = "kvm"
+    disk_mode: Literal["overlay", "copy"] = "overlay"
+    cdrom_bus: Literal["sata", "ide", "scsi"] = "sata"
+    network_type: Literal["network", "bridge", "user"] = "network"
+    serial_log_dir: str = "/var/log/libvirt/qemu"
+    vnc_listen: str = "127.0.0.1"
+    machine: str | None = None
+    video: str = "vga"
+
+    @classmethod
+    def parse(cls, options: Mapping[str, str], *, uri: str) -> LibvirtOptions:
+        choices: dict[str, tuple[str, ...]] = {
+            "domain_type": ("kvm", "qemu"),
+            "disk_mode": ("overlay", "copy"),
+            "cdrom_bus": ("sata", "ide", "scsi"),
+            "network_type": ("network", "bridge", "user"),
+        }
+        free_text = {"serial_log_dir", "vnc_listen", "machine", "video"}
+        unknown = set(options) - set(choices) - free_text
+        if unknown:
+            raise PermanentDriverError(f"unknown libvirt node options: {sorted(unknown)}")
+        for key, allowed in choices.items():
+            if key in options and options[key] not in allowed:
+                raise PermanentDriverError(f"libvirt option {key} must be one of {allowed}")
+        values: dict[str, Any] = dict(options)
+        # libvirt's in-memory test driver only accepts its own domain type.
+        if urlsplit(uri).scheme == "test":
+            values["domain_type"] = "test"
+        return cls(**values)
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+_AUTH_CODES = frozenset(
+    {
+        libvirt.VIR_ERR_AUTH_FAILED,
+        libvirt.VIR_ERR_AUTH_CANCELLED,
+        libvirt.VIR_ERR_AUTH_UNAVAILABLE,
+        libvirt.VIR_ERR_ACCESS_DENIED,
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        libvirt.VIR_ERR_NO_CONNECT,
+        libvirt.VIR_ERR_INVALID_CONN,
+        libvirt.VIR_ERR_SYSTEM_ERROR,  # socket refused/reset, ssh failures
+        libvirt.VIR_ERR_RPC,
+        libvirt.VIR_ERR_OPERATION_TIMEOUT,
+        libvirt.VIR_ERR_AGENT_UNRESPONSIVE,
+        libvirt.VIR_ERR_RESOURCE_BUSY,
+    }
+)
+_TRANSIENT_DOMAINS = frozenset(
+    {libvirt.VIR_FROM_RPC, libvirt.VIR_FROM_REMOTE, libvirt.VIR_FROM_SSH, libvirt.VIR_FROM_LIBSSH}
+)
+# Errors after which the cached connection is useless and must be reopened.
+_RECONNECT_CODES = frozenset({libvirt.VIR_ERR_NO_CONNECT, libvirt.VIR_ERR_INVALID_CONN, libvirt.VIR_ERR_RPC})
+
+
+def error_code(error: libvirt.libvirtError) -> int:
+    code = error.get_error_code()
+    return int(code) if code is not None else 0
+
+
+def translate(error: libvirt.libvirtError) -> DriverError:
+    """One libvirt error as one of our classes (the table the jobs' retry policy relies on)."""
+    code = error_code(error)
+    domain = error.get_error_domain()
+    message = str(error.get_error_message() or error)
+    if code == libvirt.VIR_ERR_NO_DOMAIN:
+        return InstanceNotFound(message)
+    if code in _AUTH_CODES:
+        return DriverAuthError(message)
+    if code == libvirt.VIR_ERR_NO_SUPPORT:
+        return UnsupportedOperation(message)
+    if code in _TRANSIENT_CODES or domain in _TRANSIENT_DOMAINS:
+        return TransientDriverError(message)
+    return PermanentDriverError(message)
+
+
+def raise_translated(error: libvirt.libvirtError) -> NoReturn:
+    raise translate(error) from error
+
+
+# --- the connection -------------------------------------------------------------------------------
+
+
+class Connection:
+    """A lazily opened, shared ``virConnect`` that is reopened after the node went away."""
+
+    def __init__(self, settings: DriverConnection) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._conn: Any = None
+
+    def _credentials(self, credentials: list[list[Any]], _opaque: object) -> int:
+        for credential in credentials:
+            if credential[0] == libvirt.VIR_CRED_AUTHNAME:
+                credential[4] = self._settings.username or credential[3]
+            elif credential[0] == libvirt.VIR_CRED_PASSPHRASE:
+                if self._settings.password is None:
+                    return -1
+                credential[4] = self._settings.password
+            else:
+                return -1
+        return 0
+
+    def get(self) -> Any:
+        with self._lock:
+            if self._conn is not None:
+                try:
+                    if self._conn.isAlive() == 1:
+                        return self._conn
+                except libvirt.libvirtError:
+                    pass
+                self._close_quietly()
+            auth = [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], self._credentials, None]
+            try:
+                self._conn = libvirt.openAuth(self._settings.uri, auth, 0)
+            except libvirt.libvirtError as error:
+                translated = translate(error)
+                if isinstance(translated, PermanentDriverError):
+                    # Failing to open is about reaching the node, never about a user's request.
+                    translated = TransientDriverError(f"cannot connect to {self.safe_uri}: {error}")
+                raise translated from error
+            return self._conn
+
+    def forget_if_broken(self, error: libvirt.libvirtError) -> None:
+        if error_code(error) in _RECONNECT_CODES:
+            with self._lock:
+                self._close_quietly()
+
+    def close(self) -> None:
+        with self._lock:
+            self._close_quietly()
+
+    def _close_quietly(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                self._conn.close()
+            self._conn = None
+
+    @property
+    def safe_uri(self) -> str:
+        """The URI without a password, for messages."""
+        parts = urlsplit(self._settings.uri)
+        host = parts.hostname or ""
+        user = f"{parts.username}@" if parts.username else ""
+        return f"{parts.scheme}://{user}{host}{parts.path}"
+
+    @property
+    def remote_host(self) -> str | None:
+        """The node's host name for a remote URI, None when libvirtd runs on this machine."""
+        return urlsplit(self._settings.uri).hostname or None

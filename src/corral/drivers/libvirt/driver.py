@@ -1,0 +1,398 @@
+"""The libvirt driver: QEMU/KVM nodes over ``qemu:///system``, ``qemu+ssh://``, ``qemu+tls://``, and
+libvirt's in-memory ``test:///default`` for demos and fast tests.
+
+Each public method runs one synchronous ``_op_*`` function in a worker thread (``asyncio.to_thread``)
+so no blocking libvirt call ever runs on the event loop; libvirt errors leave as ``DriverError``s.
+The instance's ``external_id`` is the domain UUID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import secrets
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import libvirt
+
+from corral.drivers.base import (
+    Capability,
+    ConsoleEndpoint,
+    DriverConnection,
+    HostInfo,
+    InstanceRef,
+    InstanceSpec,
+    InstanceState,
+    InstanceStats,
+    PermanentDriverError,
+    ResizeSpec,
+    TransientDriverError,
+)
+from corral.drivers.libvirt import cloudinit, storage
+from corral.drivers.libvirt.connection import (
+    Connection,
+    LibvirtOptions,
+    error_code,
+    raise_translated,
+)
+from corral.drivers.libvirt.domain import build_domain, map_state, parse_stats
+from corral.drivers.libvirt.xml import CORRAL_NS, CorralMetadata, DomainConfig, parse_xml
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_UNDEFINE_BASIC_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+)
+_UNDEFINE_FLAGS = (
+    _UNDEFINE_BASIC_FLAGS
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+)
+_STATS_FLAGS = (
+    libvirt.VIR_DOMAIN_STATS_STATE
+    | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
+    | libvirt.VIR_DOMAIN_STATS_BALLOON
+    | libvirt.VIR_DOMAIN_STATS_VCPU
+    | libvirt.VIR_DOMAIN_STATS_INTERFACE
+    | libvirt.VIR_DOMAIN_STATS_BLOCK
+)
+_POLL_S = 0.25
+
+
+def _version(packed: int) -> str:
+    """libvirt packs versions as major * 1_000_000 + minor * 1_000 + release."""
+    return f"{packed // 1_000_000}.{packed // 1_000 % 1_000}.{packed % 1_000}"
+
+
+def _new_instance_id(name: str) -> str:
+    # cloud-init runs its per-instance modules again whenever this changes (every reinstall).
+    return f"{name}-{secrets.token_hex(4)}"
+
+
+class LibvirtDriver:
+    kind = "libvirt"
+    capabilities: frozenset[Capability] = frozenset({Capability.VNC_CONSOLE, Capability.SERIAL_CONSOLE})
+
+    def __init__(self, connection: DriverConnection) -> None:
+        self.connection = connection
+        self.options = LibvirtOptions.parse(connection.options, uri=connection.uri)
+        self._conn = Connection(connection)
+
+    # --- plumbing -------------------------------------------------------------------------------
+
+    def _call(self, operation: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return operation(*args, **kwargs)
+        except libvirt.libvirtError as error:
+            self._conn.forget_if_broken(error)
+            raise_translated(error)
+        except ValueError as error:  # XML we could not read, bad values from the node
+            raise PermanentDriverError(str(error)) from error
+
+    async def _run(self, operation: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await asyncio.to_thread(functools.partial(self._call, operation, *args, **kwargs))
+
+    def _domain(self, external_id: str) -> Any:
+        return self._conn.get().lookupByUUIDString(external_id)
+
+    def _find_by_name(self, name: str) -> Any | None:
+        try:
+            return self._conn.get().lookupByName(name)
+        except libvirt.libvirtError as error:
+            if error_code(error) == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def _pool(self) -> Any:
+        return storage.pool(self._conn.get(), self.connection.storage_pool)
+
+    @staticmethod
+    def _metadata(dom: Any) -> CorralMetadata | None:
+        try:
+            text = dom.metadata(libvirt.VIR_DOMAIN_METADATA_ELEMENT, CORRAL_NS, 0)
+        except libvirt.libvirtError as error:
+            if error_code(error) == libvirt.VIR_ERR_NO_DOMAIN_METADATA:
+                return None
+            raise
+        return CorralMetadata.from_element(parse_xml(str(text)))
+
+    @staticmethod
+    def _state(dom: Any) -> InstanceState:
+        state, reason = dom.state(0)
+        return map_state(int(state), int(reason))
+
+    def _ref(self, dom: Any) -> InstanceRef:
+        metadata = self._metadata(dom)
+        return InstanceRef(
+            external_id=str(dom.UUIDString()),
+            name=str(dom.name()),
+            server_id=metadata.server_id if metadata else None,
+            state=self._state(dom),
+        )
+
+    # --- host -----------------------------------------------------------------------------------
+
+    def _op_host_info(self) -> HostInfo:
+        conn = self._conn.get()
+        model, memory_mib, cpus, mhz = conn.getInfo()[:4]
+        _state, capacity, _allocation, available = self._pool().info()
+        return HostInfo(
+            hostname=str(conn.getHostname()),
+            cpus=int(cpus),
+            cpu_model=str(model),
+            cpu_mhz=int(mhz),
+            memory_bytes=int(memory_mib) * 1024 * 1024,
+            free_memory_bytes=int(conn.getFreeMemory()),
+            storage_total_bytes=int(capacity),
+            storage_free_bytes=int(available),
+            hypervisor=str(conn.getType()),
+            hypervisor_version=_version(int(conn.getVersion())),
+            driver_version=_version(int(conn.getLibVersion())),
+        )
+
+    async def host_info(self) -> HostInfo:
+        return await self._run(self._op_host_info)
+
+    def _op_list(self) -> list[InstanceRef]:
+        refs = []
+        for dom in self._conn.get().listAllDomains(0):
+            try:
+                refs.append(self._ref(dom))
+            except libvirt.libvirtError as error:
+                if error_code(error) != libvirt.VIR_ERR_NO_DOMAIN:  # undefined while we listed
+                    raise
+        return sorted(refs, key=lambda ref: ref.name)
+
+    async def list_instances(self) -> list[InstanceRef]:
+        return await self._run(self._op_list)
+
+    # --- create / reinstall / destroy -----------------------------------------------------------
+
+    def _build_storage(self, spec: InstanceSpec) -> str:
+        """Fresh disk and seed volumes for ``spec`` (replacing any we own); the new instance id."""
+        conn = self._conn.get()
+        pool = self._pool()
+        disk_name = storage.disk_volume_name(spec.name)
+        seed_name = storage.seed_volume_name(spec.name)
+        for name in (disk_name, seed_name):
+            storage.delete_volume(pool, name)
+        instance_id = _new_instance_id(spec.name)
+        try:
+            storage.create_disk(
+                conn, pool, spec.image, name=disk_name, disk_gib=spec.disk_gib, mode=self.options.disk_mode
+            )
+            iso = cloudinit.build_seed_iso(cloudinit.seed_files(spec, instance_id))
+            storage.create_seed(conn, pool, name=seed_name, image=iso)
+        except BaseException:
+            for name in (disk_name, seed_name):
+                storage.delete_volume(pool, name)
+            raise
+        return instance_id
+
+    def _define(self, spec: InstanceSpec, instance_id: str, uuid: str | None) -> Any:
+        config = build_domain(
+            spec,
+            self.options,
+            pool=self.connection.storage_pool,
+            network=self.connection.network,
+            instance_id=instance_id,
+            uuid=uuid,
+        )
+        return self._conn.get().defineXML(config.to_xml())
+
+    def _op_create(self, spec: InstanceSpec, start: bool) -> InstanceRef:
+        existing = self._find_by_name(spec.name)
+        if existing is not None:
+            metadata = self._metadata(existing)
+            if metadata is not None and metadata.server_id == spec.server_id:
+                # A retried job whose first run got this far: finish instead of failing.
+                if start and not existing.isActive():
+                    existing.create()
+                return self._ref(existing)
+            raise PermanentDriverError(f"a domain named {spec.name!r} already exists on the node")
+        instance_id = self._build_storage(spec)
+        try:
+            dom = self._define(spec, instance_id, uuid=None)
+        except BaseException:
+            pool = self._pool()
+            for name in (storage.disk_volume_name(spec.name), storage.seed_volume_name(spec.name)):
+                storage.delete_volume(pool, name)
+            raise
+        if start:
+            dom.create()
+        return self._ref(dom)
+
+    async def create(self, spec: InstanceSpec, *, start: bool = True) -> InstanceRef:
+        return await self._run(self._op_create, spec, start)
+
+    def _op_reinstall(self, external_id: str, spec: InstanceSpec) -> InstanceRef:
+        dom = self._domain(external_id)
+        if str(dom.name()) != spec.name:
+            raise PermanentDriverError("reinstall cannot rename an instance")
+        metadata = self._metadata(dom)
+        if metadata is None or metadata.server_id != spec.server_id:
+            # Never wipe the disk of a domain the panel did not create for this server.
+            raise PermanentDriverError("that domain does not belong to this server")
+        if dom.isActive():
+            dom.destroy()
+        instance_id = self._build_storage(spec)
+        dom = self._define(spec, instance_id, uuid=external_id)  # same UUID: same domain, new config
+        dom.create()
+        return self._ref(dom)
+
+    async def reinstall(self, external_id: str, spec: InstanceSpec) -> InstanceRef:
+        return await self._run(self._op_reinstall, external_id, spec)
+
+    def _op_destroy(self, external_id: str) -> None:
+        try:
+            dom = self._domain(external_id)
+        except libvirt.libvirtError as error:
+            if error_code(error) == libvirt.VIR_ERR_NO_DOMAIN:
+                return  # already gone: a destroy job may be retried after it succeeded
+            raise
+        name = str(dom.name())
+        if dom.isActive():
+            dom.destroy()
+        config = DomainConfig.from_xml(str(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)))
+        # Volumes first, then the definition: if we die in between, a re-run still finds the
+        # domain and finishes; the other order would leave volumes nobody knows about.
+        for disk in config.disks:
+            if disk.volume and disk.pool and storage.owned_by(name, disk.volume):
+                storage.delete_volume(storage.pool(self._conn.get(), disk.pool), disk.volume)
+        try:
+            try:
+                dom.undefineFlags(_UNDEFINE_FLAGS)
+            except libvirt.libvirtError as error:
+                # Drivers without NVRAM/checkpoint support (the test driver) refuse those flags.
+                if error_code(error) != libvirt.VIR_ERR_INVALID_ARG:
+                    raise
+                dom.undefineFlags(_UNDEFINE_BASIC_FLAGS)
+        except libvirt.libvirtError as error:
+            if error_code(error) != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+
+    async def destroy(self, external_id: str) -> None:
+        await self._run(self._op_destroy, external_id)
+
+    # --- power ----------------------------------------------------------------------------------
+
+    def _op_start(self, external_id: str) -> None:
+        dom = self._domain(external_id)
+        if not dom.isActive():
+            dom.create()
+
+    async def start(self, external_id: str) -> None:
+        await self._run(self._op_start, external_id)
+
+    def _op_shutdown(self, external_id: str) -> bool:
+        dom = self._domain(external_id)
+        if not dom.isActive():
+            return False
+        # Flags 0: QEMU then uses the ACPI power button, since our domains have no guest-agent
+        # channel (and the test driver accepts no explicit flag).
+        dom.shutdownFlags(0)
+        return True
+
+    async def shutdown(self, external_id: str) -> None:
+        await self._run(self._op_shutdown, external_id)
+
+    def _op_force_off(self, external_id: str) -> None:
+        dom = self._domain(external_id)
+        if dom.isActive():
+            try:
+                dom.destroy()
+            except libvirt.libvirtError as error:
+                # It may have powered off by itself between the two calls.
+                if error_code(error) != libvirt.VIR_ERR_OPERATION_INVALID or dom.isActive():
+                    raise
+
+    def _op_is_active(self, external_id: str) -> bool:
+        return bool(self._domain(external_id).isActive())
+
+    async def stop(self, external_id: str, *, force: bool, timeout_s: float = 60.0) -> None:
+        if force:
+            await self._run(self._op_force_off, external_id)
+            return
+        if not await self._run(self._op_shutdown, external_id):
+            return
+        deadline = time.monotonic() + timeout_s
+        while await self._run(self._op_is_active, external_id):
+            if time.monotonic() >= deadline:
+                raise TransientDriverError(f"the guest did not power off within {timeout_s:.0f}s")
+            await asyncio.sleep(_POLL_S)
+
+    def _op_reboot(self, external_id: str, force: bool) -> None:
+        dom = self._domain(external_id)
+        if not dom.isActive():
+            dom.create()  # a reboot of a powered-off server brings it up
+        elif force:
+            dom.reset(0)
+        else:
+            dom.reboot(0)  # ACPI, as for shutdown
+
+    async def reboot(self, external_id: str, *, force: bool = False) -> None:
+        await self._run(self._op_reboot, external_id, force)
+
+    def _op_state(self, external_id: str) -> InstanceState:
+        return self._state(self._domain(external_id))
+
+    async def state(self, external_id: str) -> InstanceState:
+        return await self._run(self._op_state, external_id)
+
+    # --- resize, console, stats -----------------------------------------------------------------
+
+    def _op_resize(self, external_id: str, resize: ResizeSpec) -> None:
+        dom = self._domain(external_id)
+        if dom.isActive():
+            raise PermanentDriverError("stop the server before resizing it")
+        secure_inactive = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+        config = DomainConfig.from_xml(str(dom.XMLDesc(secure_inactive)))
+        name = str(dom.name())
+        for disk in config.disks:
+            if disk.device == "disk" and disk.volume and disk.pool and storage.owned_by(name, disk.volume):
+                conn = self._conn.get()
+                storage.resize_disk(conn, storage.pool(conn, disk.pool), disk.volume, resize.disk_gib)
+        replacement = dataclasses.replace(config, vcpus=resize.vcpus, memory_kib=resize.memory_mib * 1024)
+        self._conn.get().defineXML(replacement.to_xml())
+
+    async def resize(self, external_id: str, resize: ResizeSpec) -> None:
+        await self._run(self._op_resize, external_id, resize)
+
+    def _op_console(self, external_id: str) -> ConsoleEndpoint:
+        dom = self._domain(external_id)
+        if not dom.isActive():
+            raise PermanentDriverError("the server is not running")
+        config = DomainConfig.from_xml(str(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_SECURE)))
+        if not config.graphics or config.graphics[0].port <= 0:
+            raise PermanentDriverError("the server has no VNC console")
+        graphics = config.graphics[0]
+        return ConsoleEndpoint(
+            protocol="vnc",
+            host=graphics.listen,
+            port=graphics.port,
+            password=graphics.password,
+            tunnel_host=self._conn.remote_host,
+        )
+
+    async def console(self, external_id: str) -> ConsoleEndpoint:
+        return await self._run(self._op_console, external_id)
+
+    def _op_stats(self, external_id: str) -> InstanceStats:
+        dom = self._domain(external_id)
+        records = self._conn.get().domainListGetStats([dom], _STATS_FLAGS, 0)
+        record = records[0][1] if records else {}
+        return parse_stats(record, sampled_at=datetime.now(UTC))
+
+    async def stats(self, external_id: str) -> InstanceStats:
+        return await self._run(self._op_stats, external_id)
+
+    async def aclose(self) -> None:
+        await asyncio.to_thread(self._conn.close)
+
+
+__all__ = ["LibvirtDriver"]
