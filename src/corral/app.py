@@ -9,7 +9,9 @@ from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
 from corral import __version__
+from corral.auth.api import router as account_api_router
 from corral.auth.cookies import CookieMiddleware
+from corral.auth.security_views import router as security_router
 from corral.auth.views import router as auth_router
 from corral.config import Settings, get_settings
 from corral.dashboard.views import router as dashboard_router
@@ -72,6 +74,8 @@ def create_app(
     app.include_router(web_router)
     app.include_router(auth_router)
     app.include_router(dashboard_router)
+    app.include_router(security_router)
+    app.include_router(account_api_router)
     app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
 
     app.add_middleware(CookieMiddleware, secure=settings.web.secure_cookies)

@@ -26,6 +26,11 @@ def test_secret_keys_are_redacted_at_any_depth() -> None:
     assert cleaned["items"] == [{"session_id": REDACTED}]
 
 
+def test_counts_of_sessions_are_not_secrets() -> None:
+    cleaned = redact_mapping({"session": "s", "sessionid": "s", "sessions_ended": 3, "user_session": "s"})
+    assert cleaned == {"session": REDACTED, "sessionid": REDACTED, "sessions_ended": 3, "user_session": REDACTED}
+
+
 def test_passwords_inside_urls_are_redacted() -> None:
     cleaned = redact_mapping({"database": "postgresql://corral:s3cr3t-pw@db:5432/corral"})
     assert cleaned["database"] == f"postgresql://corral:{REDACTED}@db:5432/corral"

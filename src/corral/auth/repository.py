@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.models.auth import ApiToken, AuthLockout, SignInAttempt, UserSession, UserToken
@@ -135,3 +136,41 @@ async def api_token_with_user(session: AsyncSession, token_hash: str) -> tuple[A
 
 async def user_by_id(session: AsyncSession, user_id: int) -> User | None:
     return await session.get(User, user_id)
+
+
+async def own_api_tokens(session: AsyncSession, user_id: int) -> Sequence[ApiToken]:
+    """The user's tokens that are not revoked, newest first; expired ones stay listed until revoked."""
+    statement = (
+        select(ApiToken)
+        .where(ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None))
+        .order_by(ApiToken.created_at.desc(), ApiToken.id.desc())
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def own_api_token(session: AsyncSession, user_id: int, token_id: int) -> ApiToken | None:
+    statement = select(ApiToken).where(
+        ApiToken.id == token_id, ApiToken.user_id == user_id, ApiToken.revoked_at.is_(None)
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+def _usable_api_token(user_id: int, now: datetime) -> list[Any]:
+    return [
+        ApiToken.user_id == user_id,
+        ApiToken.revoked_at.is_(None),
+        or_(ApiToken.expires_at.is_(None), ApiToken.expires_at > now),
+    ]
+
+
+async def api_token_name_in_use(session: AsyncSession, user_id: int, name: str, now: datetime) -> bool:
+    """Whether a usable token of the user already has this name (case-insensitively)."""
+    statement = select(
+        exists().where(*_usable_api_token(user_id, now), func.lower(ApiToken.name) == name.lower())
+    )
+    return bool((await session.execute(statement)).scalar_one())
+
+
+async def count_usable_api_tokens(session: AsyncSession, user_id: int, now: datetime) -> int:
+    statement = select(func.count()).select_from(ApiToken).where(*_usable_api_token(user_id, now))
+    return int((await session.execute(statement)).scalar_one())

@@ -32,7 +32,9 @@ from corral.users.passwords import hash_password, needs_rehash, verify_password
 
 # Verified against when no account matches, so an unknown email costs the same time as a known one.
 # Precomputed with the same argon2id parameters as real hashes (a test checks they stay equal).
-_DUMMY_HASH = "$argon2id$v=19$m=19456,t=2,p=1$56zetSb/HoxTb1TMqWm8bA$CBmML0EjDC3JADAH8/YZML2nQtISEQGd12GaMCoVkzk"
+_DUMMY_HASH = (
+    "$argon2id$v=19$m=19456,t=2,p=1$56zetSb/HoxTb1TMqWm8bA$CBmML0EjDC3JADAH8/YZML2nQtISEQGd12GaMCoVkzk"
+)
 # last_seen_at is written at most this often, so reading pages does not mean a write per request.
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 MAX_USER_AGENT = 400
@@ -259,7 +261,22 @@ class AuthService:
             principal.actor,
             "auth.sign_out_everywhere",
             target=Target(type="user", id=principal.user_id),
-            payload={"sessions": count},
+            payload={"sessions_ended": count},
+        )
+        return count
+
+    async def sign_out_others(self, session: AsyncSession, principal: Principal) -> int:
+        """End every session of the account except the one making the request."""
+        keep = principal.session.id if principal.session is not None else None
+        count = await repository.revoke_sessions(
+            session, principal.user_id, utcnow(), "signed_out_elsewhere", keep_id=keep
+        )
+        await audit.record(
+            session,
+            principal.actor,
+            "auth.sign_out_others",
+            target=Target(type="user", id=principal.user_id),
+            payload={"sessions_ended": count},
         )
         return count
 

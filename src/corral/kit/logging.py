@@ -19,7 +19,9 @@ from corral.kit.context import current_request
 
 REDACTED = "[redacted]"
 _SECRET_KEY = re.compile(
-    r"pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|session|csrf|credential|private",
+    r"pass(word|wd)?|secret|token|api[_-]?key|authorization|cookie|csrf|credential|private"
+    # A session id ("session", "session_id", "sessionid"), not a count or list of sessions.
+    r"|(^|_)session(_?id)?$",
     re.IGNORECASE,
 )
 # scheme://user:password@host → scheme://user:[redacted]@host
