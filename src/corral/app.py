@@ -9,6 +9,8 @@ from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
 from corral import __version__
+from corral.admin.api import router as admin_api_router
+from corral.admin.views import router as admin_views_router
 from corral.auth.api import router as account_api_router
 from corral.auth.cookies import CookieMiddleware
 from corral.auth.security_views import router as security_router
@@ -76,6 +78,8 @@ def create_app(
     app.include_router(dashboard_router)
     app.include_router(security_router)
     app.include_router(account_api_router)
+    app.include_router(admin_views_router)
+    app.include_router(admin_api_router)
     app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
 
     app.add_middleware(CookieMiddleware, secure=settings.web.secure_cookies)

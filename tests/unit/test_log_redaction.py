@@ -28,7 +28,12 @@ def test_secret_keys_are_redacted_at_any_depth() -> None:
 
 def test_counts_of_sessions_are_not_secrets() -> None:
     cleaned = redact_mapping({"session": "s", "sessionid": "s", "sessions_ended": 3, "user_session": "s"})
-    assert cleaned == {"session": REDACTED, "sessionid": REDACTED, "sessions_ended": 3, "user_session": REDACTED}
+    assert cleaned == {
+        "session": REDACTED,
+        "sessionid": REDACTED,
+        "sessions_ended": 3,
+        "user_session": REDACTED,
+    }
 
 
 def test_passwords_inside_urls_are_redacted() -> None:
