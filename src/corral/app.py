@@ -19,9 +19,12 @@ from corral.config import Settings, get_settings
 from corral.dashboard.views import router as dashboard_router
 from corral.db.session import create_engine, create_session_factory
 from corral.db.url import redacted, resolve_database_url
+from corral.demo.fleet import restore_demo_node
 from corral.jobs.runtime import JobRuntime
 from corral.kit.logging import get_logger
 from corral.ops.api import router as ops_router
+from corral.users.api import router as users_api_router
+from corral.users.views import router as users_router
 from corral.web.errors import install_error_handlers
 from corral.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from corral.web.rendering import STATIC_DIR
@@ -51,6 +54,9 @@ def create_app(
         jobs = JobRuntime(url, settings)
         app.state.jobs = jobs
         await jobs.open()
+        # The demo node's hypervisor lives in this process and starts empty: rebuild it from the
+        # panel's records before any job or request can touch it.
+        demo_hypervisor = await restore_demo_node(app.state.session_factory) if settings.demo else None
         if in_process_worker:
             await jobs.start_worker()
         log.info("started", database=redacted(url), worker=in_process_worker, version=__version__)
@@ -58,6 +64,8 @@ def create_app(
             yield
         finally:
             await jobs.close()
+            if demo_hypervisor is not None:
+                demo_hypervisor.close()
             await engine.dispose()
             log.info("stopped")
 
@@ -76,6 +84,8 @@ def create_app(
     app.include_router(web_router)
     app.include_router(auth_router)
     app.include_router(dashboard_router)
+    app.include_router(users_router)
+    app.include_router(users_api_router)
     app.include_router(security_router)
     app.include_router(account_api_router)
     app.include_router(admin_views_router)

@@ -7,6 +7,7 @@
   page errors, failed or 4xx/5xx requests and CSP violations are collected in ``page_problems``.
   The test fails at teardown if any is left that it did not ``page_problems.allow()``.
 - ``browser_page``: a desktop-sized page from ``new_page``.
+- ``mail_server``: a live panel with a job worker whose email goes to an SMTP sink (``MailServer``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import re
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +26,7 @@ from typing import Any, Protocol
 import httpx
 import pytest
 import uvicorn
+from fastapi import FastAPI
 from playwright.async_api import (
     Browser,
     BrowserContext,
@@ -37,6 +40,7 @@ from sqlalchemy.engine import URL
 
 from corral.app import create_app
 from corral.config import Settings
+from tests.support.smtp import SmtpSink
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS_DIR = REPO_ROOT / "test-artifacts"
@@ -101,9 +105,18 @@ def _wait_until_healthy(url: str, thread: _ServerThread) -> None:
     raise TimeoutError(f"live server not healthy after {STARTUP_DEADLINE_S}s ({last})")
 
 
-@pytest.fixture
-def live_server(settings: Settings, fresh_database: Callable[[], URL]) -> Iterator[str]:
-    """Base URL (``http://127.0.0.1:<port>``) of a panel serving its own fresh database."""
+@contextmanager
+def serving(
+    settings: Settings,
+    database_url: URL,
+    *,
+    run_worker: bool = False,
+    hooks: Sequence[Callable[[FastAPI], None]] = (),
+) -> Iterator[str]:
+    """Serve a panel on a free 127.0.0.1 port until the block ends; yields its base URL.
+
+    ``hooks`` change the app before it starts (e.g. include a router app.py does not have yet).
+    """
     # Bound here and handed to uvicorn, so no other process can take the port in between.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,7 +124,9 @@ def live_server(settings: Settings, fresh_database: Callable[[], URL]) -> Iterat
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     # Links and Origin checks use the public URL, which for this server is its own address.
     served = settings.model_copy(update={"web": settings.web.model_copy(update={"public_url": url})})
-    app = create_app(served, database_url=fresh_database(), run_worker=False)
+    app = create_app(served, database_url=database_url, run_worker=run_worker)
+    for hook in hooks:
+        hook(app)
     config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     thread = _ServerThread(server, sock)
@@ -126,6 +141,51 @@ def live_server(settings: Settings, fresh_database: Callable[[], URL]) -> Iterat
         assert not thread.is_alive(), "live server did not stop"
         if thread.error is not None:
             raise thread.error
+
+
+@pytest.fixture
+def live_server(settings: Settings, fresh_database: Callable[[], URL]) -> Iterator[str]:
+    """Base URL (``http://127.0.0.1:<port>``) of a panel serving its own fresh database."""
+    with serving(settings, fresh_database()) as url:
+        yield url
+
+
+@dataclass(frozen=True)
+class MailServer:
+    """A live panel that runs a job worker and sends its email to ``sink``."""
+
+    url: str
+    sink: SmtpSink
+    database_url: URL
+
+
+@pytest.fixture
+def panel_app_hooks() -> list[Callable[[FastAPI], None]]:
+    """Changes made to ``mail_server``'s app before it starts; a test module may override this."""
+    return []
+
+
+@pytest.fixture
+def mail_server(
+    settings: Settings,
+    fresh_database: Callable[[], URL],
+    panel_app_hooks: list[Callable[[FastAPI], None]],
+) -> Iterator[MailServer]:
+    """A panel on its own fresh database with an in-process job worker and SMTP pointed at a sink.
+
+    A module whose pages need it can serve it as its ``live_server``::
+
+        @pytest.fixture
+        def live_server(mail_server: MailServer) -> str:
+            return mail_server.url
+    """
+    sink = SmtpSink().start()
+    database_url = fresh_database()
+    try:
+        with serving(sink.settings(settings), database_url, run_worker=True, hooks=panel_app_hooks) as url:
+            yield MailServer(url=url, sink=sink, database_url=database_url)
+    finally:
+        sink.stop()
 
 
 @pytest.fixture(scope="session")

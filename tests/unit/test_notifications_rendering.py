@@ -43,6 +43,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "account_locked": {"name": "Ada", "until": UNTIL, "reset_link": LINK},
     "change_email": {"link": LINK, "name": "Ada", "new_email": "new@example.com", "valid_minutes": 60},
     "password_changed": {"name": "Ada", "changed_at": UNTIL, "reset_link": LINK},
+    "email_changed": {"name": "Ada", "new_email": "new@example.com", "changed_at": UNTIL},
     "welcome": {"name": "Ada"},
 }
 
@@ -93,6 +94,7 @@ def test_subjects_per_template() -> None:
         "account_locked": "Your Corral account is temporarily locked",
         "change_email": "Confirm your new email address for Corral",
         "password_changed": "Your Corral password was changed",
+        "email_changed": "The email address of your Corral account was changed",
         "welcome": "Welcome to Corral",
     }
 

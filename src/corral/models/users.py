@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import enum
 from datetime import datetime
+from ipaddress import IPv4Address, IPv6Address
 
 from sqlalchemy import BigInteger, CheckConstraint, Identity, Index, String, func, text
+from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.orm import Mapped, mapped_column
 
 from corral.db.base import Base
@@ -54,3 +56,32 @@ class User(Base):
     password_changed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
+
+
+class AccountRequestKind(enum.StrEnum):
+    REGISTER = "register"
+    VERIFY_RESEND = "verify_resend"
+    PASSWORD_FORGOT = "password_forgot"  # noqa: S105 (a request kind, not a password)
+
+
+class AccountRequest(Base):
+    """An anonymous request that creates an account or sends an email, kept to rate-limit them.
+
+    Counted per IP and per email address over a short window (seed 000 section 9.3); rows older
+    than a day are pruned as new ones arrive.
+    """
+
+    __tablename__ = "account_requests"
+    __table_args__ = (
+        CheckConstraint(_in("kind", AccountRequestKind), name="kind_known"),
+        Index("ix_account_requests_ip", "kind", "ip", "created_at"),
+        Index("ix_account_requests_email", "kind", "email", "created_at"),
+        Index("ix_account_requests_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    ip: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
+    # Lower-cased as typed, whether or not an account has it.
+    email: Mapped[str | None] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())

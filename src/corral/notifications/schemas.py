@@ -80,6 +80,12 @@ TEMPLATES: Mapping[str, EmailTemplate] = MappingProxyType(
                 {"changed_at", "reset_link"},
             ),
             _template(
+                "email_changed",
+                "Sent to the OLD address once an email change applied, in case it was not the owner.",
+                {"name", "new_email"},
+                {"changed_at"},
+            ),
+            _template(
                 "welcome",
                 "After the address is verified: the account is ready.",
                 {"name"},
