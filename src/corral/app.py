@@ -9,27 +9,18 @@ from fastapi import FastAPI
 from sqlalchemy.engine import URL
 
 from corral import __version__
-from corral.admin.api import router as admin_api_router
-from corral.admin.views import router as admin_views_router
-from corral.auth.api import router as account_api_router
 from corral.auth.cookies import CookieMiddleware
-from corral.auth.security_views import router as security_router
-from corral.auth.views import router as auth_router
 from corral.config import Settings, get_settings
-from corral.dashboard.views import router as dashboard_router
 from corral.db.session import create_engine, create_session_factory
 from corral.db.url import redacted, resolve_database_url
 from corral.demo.fleet import restore_demo_node
 from corral.jobs.runtime import JobRuntime
 from corral.kit.logging import get_logger
-from corral.ops.api import router as ops_router
-from corral.users.api import router as users_api_router
-from corral.users.views import router as users_router
+from corral.routers import ROUTERS
 from corral.web.errors import install_error_handlers
 from corral.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from corral.web.rendering import STATIC_DIR
 from corral.web.static_files import VersionedStaticFiles
-from corral.web.views import router as web_router
 
 log = get_logger("corral.app")
 
@@ -80,16 +71,8 @@ def create_app(
     app.state.settings = settings
 
     install_error_handlers(app)
-    app.include_router(ops_router)
-    app.include_router(web_router)
-    app.include_router(auth_router)
-    app.include_router(dashboard_router)
-    app.include_router(users_router)
-    app.include_router(users_api_router)
-    app.include_router(security_router)
-    app.include_router(account_api_router)
-    app.include_router(admin_views_router)
-    app.include_router(admin_api_router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
 
     app.add_middleware(CookieMiddleware, secure=settings.web.secure_cookies)

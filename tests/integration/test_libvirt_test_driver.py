@@ -251,3 +251,8 @@ async def test_reinstall_refuses_a_domain_the_panel_did_not_create(driver: Libvi
     with pytest.raises(PermanentDriverError, match="does not belong"):
         await driver.reinstall(foreign.external_id, _spec("test"))
     assert await driver.state(foreign.external_id) == InstanceState.RUNNING
+
+
+async def test_image_exists_tells_present_from_missing_template_volumes(driver: LibvirtDriver) -> None:
+    assert await driver.image_exists(ImageRef(volume=TEMPLATE))
+    assert not await driver.image_exists(ImageRef(volume="no-such-template.qcow2"))

@@ -128,6 +128,8 @@ def test_the_periodic_registry_holds_the_expected_schedules() -> None:
         ("audit.checkpoint", ""): "0 * * * *",  # hourly
         ("jobs.prune", ""): "17 3 * * *",  # daily
         ("jobs.recover_stalled", ""): "* * * * *",  # every minute
+        ("nodes.health_check_all", ""): "* * * * *",  # every minute, one check per node
+        ("servers.reconcile", ""): "* * * * *",  # every minute, one reconcile per node
     }
     assert len(PERIODIC) == len(schedules)
     for periodic in app.periodic_registry.periodic_tasks.values():

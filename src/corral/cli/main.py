@@ -21,6 +21,7 @@ from corral.config import ConfigError, Settings, get_settings, require_secrets
 from corral.db import migrate
 from corral.db.session import create_engine, create_session_factory, transaction
 from corral.db.url import redacted, resolve_database_url
+from corral.demo.fleet import seed_demo_fleet
 from corral.demo.secrets import with_demo_secrets
 from corral.demo.service import DemoCredential, demo
 from corral.kit.logging import configure_logging
@@ -206,6 +207,7 @@ async def seed_demo(url: URL, settings: Settings) -> list[DemoCredential]:
     engine = create_engine(url, settings)
     try:
         async with transaction(create_session_factory(engine, settings)) as session:
+            await seed_demo_fleet(session)
             return await demo.seed(session, settings.data_dir)
     finally:
         await engine.dispose()

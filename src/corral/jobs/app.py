@@ -56,6 +56,8 @@ TASK_MODULES: tuple[str, ...] = (
     "corral.jobs.tasks",
     "corral.jobs.periodic",
     "corral.notifications.tasks",
+    "corral.servers.tasks",
+    "corral.nodes.tasks",
 )
 
 QUEUE = "default"

@@ -60,6 +60,9 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("jobs.prune", cron="17 3 * * *"),
     # A worker that was killed leaves its jobs "doing", holding their locks; put them back.
     Periodic("jobs.recover_stalled", cron="* * * * *"),
+    Periodic("nodes.health_check_all", cron="* * * * *"),  # queues one nodes.health_check per node
+    # Compare every reachable node with the panel; queues one servers.reconcile_node per node.
+    Periodic("servers.reconcile", cron="* * * * *"),
 )
 
 

@@ -4,7 +4,11 @@ from corral.db.base import Base
 from corral.models.audit import AuditCheckpoint, AuditEvent
 from corral.models.auth import ApiToken, AuthLockout, SignInAttempt, UserSession, UserToken
 from corral.models.email import EmailMessage
+from corral.models.ipam import IpAddress, IpPool
 from corral.models.jobs import JobLog
+from corral.models.locations import Location
+from corral.models.nodes import DriftKind, DriftReport, Node, NodeStatus, NodeTemplate, OsTemplate
+from corral.models.servers import PowerState, Server, ServerStatus
 from corral.models.users import User, UserRole, UserStatus
 
 __all__ = [
@@ -13,8 +17,20 @@ __all__ = [
     "AuditEvent",
     "AuthLockout",
     "Base",
+    "DriftKind",
+    "DriftReport",
     "EmailMessage",
+    "IpAddress",
+    "IpPool",
     "JobLog",
+    "Location",
+    "Node",
+    "NodeStatus",
+    "NodeTemplate",
+    "OsTemplate",
+    "PowerState",
+    "Server",
+    "ServerStatus",
     "SignInAttempt",
     "User",
     "UserRole",

@@ -24,6 +24,13 @@ class Permission(enum.StrEnum):
     USERS_APPROVE = "users:approve"
     USERS_ROLES = "users:roles"
     AUDIT_READ = "audit:read"
+    # The fleet: where servers run.
+    LOCATIONS_MANAGE = "locations:manage"
+    NODES_READ = "nodes:read"
+    NODES_MANAGE = "nodes:manage"
+    TEMPLATES_MANAGE = "templates:manage"
+    IPAM_READ = "ipam:read"
+    IPAM_MANAGE = "ipam:manage"
 
 
 _SELF_SERVICE = frozenset(
@@ -39,9 +46,28 @@ ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
     UserRole.CUSTOMER: _SELF_SERVICE,
     # Support looks after customers: sees accounts and history, approves and blocks; no infrastructure.
     UserRole.SUPPORT: _SELF_SERVICE
-    | {Permission.USERS_READ, Permission.USERS_BLOCK, Permission.USERS_APPROVE, Permission.AUDIT_READ},
+    | {
+        Permission.USERS_READ,
+        Permission.USERS_BLOCK,
+        Permission.USERS_APPROVE,
+        Permission.AUDIT_READ,
+        # Seeing where a customer's server runs helps answer tickets; changing the fleet does not.
+        Permission.NODES_READ,
+        Permission.IPAM_READ,
+    },
     UserRole.BILLING: _SELF_SERVICE | {Permission.USERS_READ},
-    UserRole.OPERATOR: _SELF_SERVICE | {Permission.USERS_READ, Permission.AUDIT_READ},
+    # Operators run the fleet; they do not touch money or roles.
+    UserRole.OPERATOR: _SELF_SERVICE
+    | {
+        Permission.USERS_READ,
+        Permission.AUDIT_READ,
+        Permission.LOCATIONS_MANAGE,
+        Permission.NODES_READ,
+        Permission.NODES_MANAGE,
+        Permission.TEMPLATES_MANAGE,
+        Permission.IPAM_READ,
+        Permission.IPAM_MANAGE,
+    },
     UserRole.SUPER_ADMIN: frozenset(Permission),
 }
 

@@ -24,6 +24,7 @@ from corral.drivers.base import (
     ConsoleEndpoint,
     DriverConnection,
     HostInfo,
+    ImageRef,
     InstanceRef,
     InstanceSpec,
     InstanceState,
@@ -157,6 +158,18 @@ class LibvirtDriver:
 
     async def host_info(self) -> HostInfo:
         return await self._run(self._op_host_info)
+
+    def _op_image_exists(self, image: ImageRef) -> bool:
+        pool_name = image.pool or self.connection.storage_pool
+        storage_pool = storage.pool(self._conn.get(), pool_name)
+        # Images copied into the pool's folder by hand are only seen after a refresh.
+        if storage_pool.isActive():
+            storage_pool.refresh(0)
+        return storage.lookup_volume(storage_pool, image.volume) is not None
+
+    async def image_exists(self, image: ImageRef) -> bool:
+        """Whether the template's volume is in the node's storage pool (the template check uses it)."""
+        return await self._run(self._op_image_exists, image)
 
     def _op_list(self) -> list[InstanceRef]:
         refs = []

@@ -1,0 +1,1 @@
+"""Hypervisor nodes: where servers run, how to reach them, and whether they are healthy."""

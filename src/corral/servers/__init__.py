@@ -1,0 +1,1 @@
+"""Customer servers: placement, lifecycle jobs on the hypervisor, and reconciliation."""

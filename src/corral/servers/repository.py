@@ -1,0 +1,130 @@
+"""SQL for servers, node usage (placement) and drift reports."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from corral.kit.clock import utcnow
+from corral.models.nodes import DriftReport, Node, NodeStatus, NodeTemplate, OsTemplate
+from corral.models.servers import Server, ServerStatus
+
+# Servers in these states hold no resources on their node.
+RELEASED_STATUSES = (ServerStatus.DELETED.value,)
+
+
+async def online_nodes_locked(session: AsyncSession, location_id: int) -> Sequence[Node]:
+    """The location's online nodes, row-locked in id order (a fixed order cannot deadlock)."""
+    statement = (
+        select(Node)
+        .where(Node.location_id == location_id, Node.status == NodeStatus.ONLINE.value)
+        .order_by(Node.id)
+        .with_for_update()
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def usage_by_node(session: AsyncSession, node_ids: Sequence[int]) -> dict[int, tuple[int, int, int]]:
+    """(vcpus, memory MiB, disk GiB) held by each node's servers."""
+    if not node_ids:
+        return {}
+    rows = await session.execute(
+        select(
+            Server.node_id,
+            func.coalesce(func.sum(Server.vcpus), 0),
+            func.coalesce(func.sum(Server.memory_mib), 0),
+            func.coalesce(func.sum(Server.disk_gib), 0),
+        )
+        .where(Server.node_id.in_(node_ids), Server.status.not_in(RELEASED_STATUSES))
+        .group_by(Server.node_id)
+    )
+    return {int(row[0] or 0): (int(row[1]), int(row[2]), int(row[3])) for row in rows}
+
+
+async def servers_placed_on(session: AsyncSession, node_id: int) -> Sequence[Server]:
+    """Servers that have (or are getting) an instance on the node."""
+    statement = select(Server).where(
+        Server.node_id == node_id,
+        Server.status.not_in((ServerStatus.DELETED.value, ServerStatus.AWAITING_SETUP.value)),
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+_UPSERT_DRIFT = text(
+    """
+    INSERT INTO drift_reports (node_id, kind, external_id, server_id, detail)
+    VALUES (:node_id, :kind, :external_id, :server_id, :detail)
+    ON CONFLICT (node_id, kind, external_id) WHERE resolved_at IS NULL
+    DO UPDATE SET last_seen_at = now(), detail = EXCLUDED.detail
+    RETURNING id, (xmax = 0) AS created
+    """
+)
+
+
+async def upsert_drift(
+    session: AsyncSession, *, node_id: int, kind: str, external_id: str, server_id: int | None, detail: str
+) -> tuple[int, bool]:
+    """Open (or refresh) the one report for this disagreement; returns (id, newly created)."""
+    row = (
+        await session.execute(
+            _UPSERT_DRIFT,
+            {
+                "node_id": node_id,
+                "kind": kind,
+                "external_id": external_id,
+                "server_id": server_id,
+                "detail": detail,
+            },
+        )
+    ).one()
+    return int(row.id), bool(row.created)
+
+
+async def open_drift_on(session: AsyncSession, node_id: int) -> Sequence[DriftReport]:
+    statement = select(DriftReport).where(DriftReport.node_id == node_id, DriftReport.resolved_at.is_(None))
+    return (await session.execute(statement)).scalars().all()
+
+
+async def resolve_drift(session: AsyncSession, report_ids: Sequence[int]) -> None:
+    if report_ids:
+        await session.execute(
+            update(DriftReport).where(DriftReport.id.in_(report_ids)).values(resolved_at=utcnow())
+        )
+
+
+async def open_drift(session: AsyncSession, *, limit: int = 200) -> Sequence[DriftReport]:
+    statement = (
+        select(DriftReport)
+        .where(DriftReport.resolved_at.is_(None))
+        .order_by(DriftReport.first_seen_at.desc())
+        .limit(limit)
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def server_for_update(session: AsyncSession, server_id: int) -> Server | None:
+    statement = select(Server).where(Server.id == server_id).with_for_update()
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def template_on_node(session: AsyncSession, template_id: int, node_id: int) -> NodeTemplate | None:
+    """The template's image on that node, when the template is active and the image present."""
+    statement = (
+        select(NodeTemplate)
+        .join(OsTemplate, OsTemplate.id == NodeTemplate.template_id)
+        .where(
+            NodeTemplate.template_id == template_id,
+            NodeTemplate.node_id == node_id,
+            NodeTemplate.present.is_(True),
+            OsTemplate.active.is_(True),
+        )
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def node_ids_to_reconcile(session: AsyncSession) -> Sequence[int]:
+    """Nodes worth listing: reachable ones (an offline node has nothing to tell)."""
+    statement = select(Node.id).where(Node.status != NodeStatus.OFFLINE.value).order_by(Node.id)
+    return (await session.execute(statement)).scalars().all()
