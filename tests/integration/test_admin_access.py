@@ -87,7 +87,9 @@ def test_the_matrix_covers_every_admin_route(app: FastAPI) -> None:
     declared = {
         f"{method} {path.replace('{user_id}', '{id}')}"
         for path, methods in route_paths(app).items()
-        if path.startswith(("/admin", "/api/v1/admin"))
+        # This matrix covers the user administration; the fleet's admin pages (nodes, IP pools…)
+        # have their own permission tests next to them.
+        if path.startswith(("/admin/users", "/api/v1/admin/users"))
         for method in methods
     }
     assert declared == {str(route) for route in ROUTES}
