@@ -151,19 +151,29 @@ async def test_a_server_from_order_to_deletion(fleet: Fleet) -> None:
     reinstalled = await server_row(fleet, server_id)
     assert (reinstalled.status, reinstalled.external_id) == ("active", built.external_id)
 
-    await run_job(
-        fleet.factory,
-        lambda session: job_service.defer(session, "servers.reconcile_node", node_id=fleet.node_id),
+    # Something on the node the panel never made: the reconciler must report it, and not touch it.
+    foreign = f"foreign-{secrets.token_hex(3)}"
+    fleet.conn.defineXML(
+        f"<domain type='test'><name>{foreign}</name><memory>65536</memory><os><type>hvm</type></os></domain>"
     )
+    foreign_id = fleet.conn.lookupByName(foreign).UUIDString()
+    try:
+        await run_job(
+            fleet.factory,
+            lambda session: job_service.defer(session, "servers.reconcile_node", node_id=fleet.node_id),
+        )
+        assert fleet.conn.lookupByName(foreign).UUIDString() == foreign_id  # reported, never deleted
+    finally:
+        fleet.conn.lookupByName(foreign).undefine()
     async with fleet.factory() as session:
         drift = (await session.execute(select(DriftReport))).scalars().all()
-    # Our server matches its instance, so nothing is reported about it. The test driver ships a
-    # domain of its own, named "test": foreign to the panel, so reported. (The test driver's state is
+    # Our server matches its instance, so nothing is reported about it. (The test driver's state is
     # shared by the whole test process, so other tests' instances may be reported too.)
-    assert [
+    ours = [
         (r.kind, r.detail) for r in drift if r.server_id == server_id or r.external_id == built.external_id
-    ] == []
-    assert any(r.kind == "unknown_instance" and "'test'" in (r.detail or "") for r in drift)
+    ]
+    assert ours == []
+    assert [r.kind for r in drift if r.external_id == foreign_id] == ["unknown_instance"]
 
     await run_job(
         fleet.factory, lambda session: servers.destroy(session, ACTOR, server_id, reason="test over")

@@ -119,6 +119,20 @@ def _ensure_template_volumes(conn: Any) -> None:
             )
 
 
+def _remove_sample_domain(conn: Any) -> None:
+    """The test hypervisor starts with a sample domain named "test". The demo node belongs to the
+    panel alone, so the sample would only show up as drift."""
+    import libvirt
+
+    try:
+        sample = conn.lookupByName("test")
+    except libvirt.libvirtError:
+        return
+    if sample.isActive():
+        sample.destroy()
+    sample.undefine()
+
+
 async def restore_demo_node(factory: async_sessionmaker[AsyncSession]) -> Any:
     """Rebuild the test hypervisor's state from the panel's records. Returns the libvirt connection,
     which the caller keeps open for as long as the process serves: the test driver keeps its state
@@ -127,6 +141,7 @@ async def restore_demo_node(factory: async_sessionmaker[AsyncSession]) -> Any:
 
     conn = libvirt.open(DEMO_URI)
     _ensure_template_volumes(conn)
+    _remove_sample_domain(conn)
     async with transaction(factory) as session:
         node = await session.scalar(
             select(Node).where(Node.name == DEMO_NODE, Node.connection_uri == DEMO_URI)

@@ -23,5 +23,7 @@ async def drift_page(
     session: DbSession,
     principal: Annotated[Principal, require(Permission.NODES_READ)],
 ) -> HTMLResponse:
-    reports = await open_drift_reports(session)
-    return render(request, "servers/drift.html", {"reports": reports}, block="drift")
+    reports, node_names = await open_drift_reports(session)
+    return render(
+        request, "servers/drift.html", {"reports": reports, "node_names": node_names}, block="drift"
+    )

@@ -120,6 +120,10 @@ async def _resolve_others(session: AsyncSession, node_id: int, still_open: set[t
     return len(resolved)
 
 
-async def open_drift_reports(session: AsyncSession, *, limit: int = 200) -> Sequence[DriftReport]:
-    """Unresolved drift, newest first, for the operators' page."""
-    return await repository.open_drift(session, limit=limit)
+async def open_drift_reports(
+    session: AsyncSession, *, limit: int = 200
+) -> tuple[Sequence[DriftReport], dict[int, str]]:
+    """Unresolved drift, newest first, for the operators' page, with the names of their nodes."""
+    reports = await repository.open_drift(session, limit=limit)
+    names = await repository.node_names(session, {report.node_id for report in reports})
+    return reports, names

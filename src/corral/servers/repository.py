@@ -128,3 +128,10 @@ async def node_ids_to_reconcile(session: AsyncSession) -> Sequence[int]:
     """Nodes worth listing: reachable ones (an offline node has nothing to tell)."""
     statement = select(Node.id).where(Node.status != NodeStatus.OFFLINE.value).order_by(Node.id)
     return (await session.execute(statement)).scalars().all()
+
+
+async def node_names(session: AsyncSession, node_ids: set[int]) -> dict[int, str]:
+    if not node_ids:
+        return {}
+    rows = await session.execute(select(Node.id, Node.name).where(Node.id.in_(node_ids)))
+    return {int(row[0]): str(row[1]) for row in rows}
