@@ -33,6 +33,7 @@ from corral.ipam.service import ipam
 from corral.kit.errors import PanelError
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
+from corral.web.forms import done_toasts, field_errors
 from corral.web.rendering import Toast, is_htmx, render
 
 router = APIRouter(prefix="/admin/ip-pools", include_in_schema=False)
@@ -64,21 +65,6 @@ FIELD_LABELS = {
 }
 
 
-def _toasts(done: str | None) -> list[Toast]:
-    return [Toast(DONE[done])] if done in DONE else []
-
-
-def _field_errors(error: ValidationError) -> dict[str, str]:
-    """{field: first message}; list items report against the list's own field."""
-    found: dict[str, str] = {}
-    for item in error.errors():
-        location = item.get("loc") or ("form",)
-        field = str(location[0])
-        message = "This field is required." if item["type"] == "missing" else str(item["msg"])
-        found.setdefault(field, message)
-    return found
-
-
 def _refusal_fields(error: PanelError) -> dict[str, str] | None:
     fields = error.details.get("fields")
     return {str(key): str(value) for key, value in fields.items()} if isinstance(fields, dict) else None
@@ -101,7 +87,7 @@ async def pool_list(
     done: Annotated[str | None, Query(max_length=32)] = None,
 ) -> HTMLResponse:
     views = await ipam.pools(session)
-    return render(request, LIST_TEMPLATE, {"views": views, "toasts": _toasts(done)})
+    return render(request, LIST_TEMPLATE, {"views": views, "toasts": done_toasts(done, DONE)})
 
 
 def _detail(
@@ -142,7 +128,7 @@ async def pool_detail(
     """The pool and one page of its addresses; htmx swaps just the address table."""
     view = await ipam.pool(session, pool_id)
     page = await ipam.addresses(session, pool_id, filters)
-    return _detail(request, view, page, toasts=_toasts(done))
+    return _detail(request, view, page, toasts=done_toasts(done, DONE))
 
 
 # ---------- Create and edit ----------
@@ -205,7 +191,7 @@ async def create_pool(
         data = IpPoolCreate.model_validate(body)
         view = await ipam.create_pool(session, principal.actor, data)
     except ValidationError as error:
-        return await _form(request, session, None, form, _field_errors(error), status_code=422)
+        return await _form(request, session, None, form, field_errors(error), status_code=422)
     except PanelError as error:
         fields = _refusal_fields(error)
         if fields is None:
@@ -239,7 +225,7 @@ async def update_pool(
         await ipam.update_pool(session, principal.actor, pool_id, data)
     except ValidationError as error:
         view = await ipam.pool(session, pool_id)
-        return await _form(request, session, view, form, _field_errors(error), status_code=422)
+        return await _form(request, session, view, form, field_errors(error), status_code=422)
     except PanelError as error:
         fields = _refusal_fields(error)
         if fields is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -20,6 +20,7 @@ from corral.locations.schemas import MAX_ID, LocationCreate, LocationUpdate
 from corral.locations.service import locations
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
+from corral.web.forms import Done, done_toasts, field_errors
 from corral.web.rendering import Toast, is_htmx, render
 
 router = APIRouter(prefix="/admin/locations", include_in_schema=False)
@@ -28,7 +29,6 @@ LocationId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Reader = Annotated[Principal, require(Permission.NODES_READ)]
 Manager = Annotated[Principal, require(Permission.LOCATIONS_MANAGE)]
 FormText = Annotated[str, Form(max_length=200)]
-Done = Annotated[str | None, Query(max_length=32)]
 
 LIST_TEMPLATE = "locations/list.html"
 EDIT_TEMPLATE = "locations/edit.html"
@@ -43,19 +43,6 @@ HINTS: dict[str, str] = {
     "name": "Give a name of 1-100 characters.",
     "country_code": "Use a two-letter ISO country code, e.g. AU or DE.",
 }
-
-
-def field_errors(error: ValidationError) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for item in error.errors():
-        location = item.get("loc") or ("form",)
-        name = str(location[0])
-        errors.setdefault(name, HINTS.get(name, str(item.get("msg", "Invalid value"))))
-    return errors
-
-
-def _toasts(done: str | None) -> list[Toast]:
-    return [Toast(DONE[done])] if done in DONE else []
 
 
 async def _list_page(
@@ -81,7 +68,7 @@ async def _list_page(
 async def location_list(
     request: Request, session: DbSession, principal: Reader, done: Done = None
 ) -> HTMLResponse:
-    return await _list_page(request, session, principal, toasts=_toasts(done))
+    return await _list_page(request, session, principal, toasts=done_toasts(done, DONE))
 
 
 @router.post("", response_class=HTMLResponse)
@@ -99,7 +86,7 @@ async def create_location(
         data = LocationCreate.model_validate(form)
     except ValidationError as error:
         return await _list_page(
-            request, session, principal, form=form, errors=field_errors(error), status_code=422
+            request, session, principal, form=form, errors=field_errors(error, hints=HINTS), status_code=422
         )
     await locations.create(session, principal, data)
     return RedirectResponse("/admin/locations?done=created", status_code=303)
@@ -126,7 +113,7 @@ async def _edit_page(
 async def location_page(
     request: Request, session: DbSession, principal: Reader, location_id: LocationId, done: Done = None
 ) -> HTMLResponse:
-    return await _edit_page(request, session, principal, location_id, toasts=_toasts(done))
+    return await _edit_page(request, session, principal, location_id, toasts=done_toasts(done, DONE))
 
 
 @router.post("/{location_id}", response_class=HTMLResponse)
@@ -144,7 +131,13 @@ async def update_location(
         data = LocationUpdate.model_validate(form)
     except ValidationError as error:
         return await _edit_page(
-            request, session, principal, location_id, form=form, errors=field_errors(error), status_code=422
+            request,
+            session,
+            principal,
+            location_id,
+            form=form,
+            errors=field_errors(error, hints=HINTS),
+            status_code=422,
         )
     await locations.update(session, principal, location_id, data)
     return RedirectResponse(f"/admin/locations/{location_id}?done=saved", status_code=303)

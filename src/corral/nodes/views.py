@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.datastructures import FormData
@@ -32,14 +32,14 @@ from corral.nodes.schemas import (
 from corral.nodes.service import nodes
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
-from corral.web.rendering import Toast, is_htmx, render
+from corral.web.forms import Done, done_toasts
+from corral.web.rendering import is_htmx, render
 
 router = APIRouter(prefix="/admin/nodes", include_in_schema=False)
 
 NodeId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Reader = Annotated[Principal, require(Permission.NODES_READ)]
 Manager = Annotated[Principal, require(Permission.NODES_MANAGE)]
-Done = Annotated[str | None, Query(max_length=32)]
 
 LIST_TEMPLATE = "nodes/list.html"
 DETAIL_TEMPLATE = "nodes/detail.html"
@@ -134,10 +134,6 @@ def _panel_error_field(error: PanelError) -> str:
     return "form"
 
 
-def _toasts(done: str | None) -> list[Toast]:
-    return [Toast(DONE[done])] if done in DONE else []
-
-
 def _redirect(request: Request, target: str) -> Response:
     if is_htmx(request):
         return Response(status_code=200, headers={"HX-Redirect": target})
@@ -149,7 +145,7 @@ async def node_list(
     request: Request, session: DbSession, principal: Reader, done: Done = None
 ) -> HTMLResponse:
     rows = await nodes.list(session, principal)
-    return render(request, LIST_TEMPLATE, {"rows": rows, "toasts": _toasts(done)})
+    return render(request, LIST_TEMPLATE, {"rows": rows, "toasts": done_toasts(done, DONE)})
 
 
 async def _form_page(
@@ -261,7 +257,9 @@ async def node_page(
     request: Request, session: DbSession, principal: Reader, node_id: NodeId, done: Done = None
 ) -> HTMLResponse:
     detail = await nodes.detail(session, principal, node_id)
-    return render(request, DETAIL_TEMPLATE, {"detail": detail, "node": detail.node, "toasts": _toasts(done)})
+    return render(
+        request, DETAIL_TEMPLATE, {"detail": detail, "node": detail.node, "toasts": done_toasts(done, DONE)}
+    )
 
 
 @router.get("/{node_id}/edit", response_class=HTMLResponse)

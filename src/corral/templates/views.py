@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -22,6 +22,7 @@ from corral.templates.errors import TemplateAlreadyOnNode, TemplateSlugTaken, Un
 from corral.templates.schemas import MAX_ID, NodeTemplateCreate, OsTemplateCreate, OsTemplateUpdate
 from corral.templates.service import templates
 from corral.web.deps import DbSession
+from corral.web.forms import Done, done_toasts, field_errors
 from corral.web.rendering import Toast, is_htmx, render
 
 router = APIRouter(prefix="/admin/os-templates", include_in_schema=False)
@@ -31,7 +32,6 @@ NodeId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Reader = Annotated[Principal, require(Permission.NODES_READ)]
 Manager = Annotated[Principal, require(Permission.TEMPLATES_MANAGE)]
 FormText = Annotated[str, Form(max_length=300)]
-Done = Annotated[str | None, Query(max_length=32)]
 
 LIST_TEMPLATE = "os_templates/list.html"
 DETAIL_TEMPLATE = "os_templates/detail.html"
@@ -63,19 +63,6 @@ EMPTY_FORM: dict[str, Any] = {
     "cloud_init": True,
     "active": True,
 }
-
-
-def field_errors(error: ValidationError) -> dict[str, str]:
-    errors: dict[str, str] = {}
-    for item in error.errors():
-        location = item.get("loc") or ("form",)
-        name = str(location[0])
-        errors.setdefault(name, HINTS.get(name, str(item.get("msg", "Invalid value"))))
-    return errors
-
-
-def _toasts(done: str | None) -> list[Toast]:
-    return [Toast(DONE[done])] if done in DONE else []
 
 
 def _redirect(request: Request, target: str) -> Response:
@@ -111,7 +98,7 @@ def _template_form(values: dict[str, str], cloud_init: str, active: str) -> dict
 async def template_list(
     request: Request, session: DbSession, principal: Reader, done: Done = None
 ) -> HTMLResponse:
-    return await _list_page(request, session, principal, toasts=_toasts(done))
+    return await _list_page(request, session, principal, toasts=done_toasts(done, DONE))
 
 
 @router.post("", response_class=HTMLResponse)
@@ -141,7 +128,7 @@ async def create_template(
         await templates.create(session, principal, OsTemplateCreate.model_validate(form))
     except ValidationError as error:
         return await _list_page(
-            request, session, principal, form=form, errors=field_errors(error), status_code=422
+            request, session, principal, form=form, errors=field_errors(error, hints=HINTS), status_code=422
         )
     except TemplateSlugTaken as error:
         return await _list_page(
@@ -184,7 +171,7 @@ async def _detail_page(
 async def template_page(
     request: Request, session: DbSession, principal: Reader, template_id: TemplateId, done: Done = None
 ) -> HTMLResponse:
-    return await _detail_page(request, session, principal, template_id, toasts=_toasts(done))
+    return await _detail_page(request, session, principal, template_id, toasts=done_toasts(done, DONE))
 
 
 @router.post("/{template_id}", response_class=HTMLResponse)
@@ -213,7 +200,13 @@ async def update_template(
         data = OsTemplateUpdate.model_validate(form)
     except ValidationError as error:
         return await _detail_page(
-            request, session, principal, template_id, form=form, errors=field_errors(error), status_code=422
+            request,
+            session,
+            principal,
+            template_id,
+            form=form,
+            errors=field_errors(error, hints=HINTS),
+            status_code=422,
         )
     await templates.update(session, principal, template_id, data)
     return RedirectResponse(f"/admin/os-templates/{template_id}?done=saved", status_code=303)
@@ -249,7 +242,7 @@ async def add_to_node(
             principal,
             template_id,
             link_form=link_form,
-            link_errors=field_errors(error),
+            link_errors=field_errors(error, hints=HINTS),
             status_code=422,
         )
     except (UnknownNode, TemplateAlreadyOnNode) as error:
