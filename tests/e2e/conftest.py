@@ -230,6 +230,10 @@ class PageProblems:
             self.add("pageerror", str(error))
 
         def on_failed(request: Request) -> None:
+            # A subresource still loading when the page navigates away (a redirect after a form
+            # post) is cancelled by the browser: that is not a broken page. Every other failure is.
+            if request.failure == "net::ERR_ABORTED" and request.resource_type != "document":
+                return
             self.add("requestfailed", f"{request.method} {request.url} ({request.failure})")
 
         def on_response(response: Response) -> None:
