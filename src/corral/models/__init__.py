@@ -7,6 +7,7 @@ from corral.models.email import EmailMessage
 from corral.models.ipam import IpAddress, IpPool
 from corral.models.jobs import JobLog
 from corral.models.locations import Location
+from corral.models.mfa import Passkey, RecoveryCode, TotpFactor, WebAuthnChallenge
 from corral.models.nodes import DriftKind, DriftReport, Node, NodeStatus, NodeTemplate, OsTemplate
 from corral.models.servers import PowerState, Server, ServerStatus
 from corral.models.users import User, UserRole, UserStatus
@@ -28,13 +29,17 @@ __all__ = [
     "NodeStatus",
     "NodeTemplate",
     "OsTemplate",
+    "Passkey",
     "PowerState",
+    "RecoveryCode",
     "Server",
     "ServerStatus",
     "SignInAttempt",
+    "TotpFactor",
     "User",
     "UserRole",
     "UserSession",
     "UserStatus",
     "UserToken",
+    "WebAuthnChallenge",
 ]
