@@ -11,19 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from corral.db.session import transaction
+from corral.demo import repository
 from corral.ipam.schemas import IpPoolCreate
 from corral.ipam.service import ipam
 from corral.kit.actors import Actor
 from corral.kit.errors import PanelError
 from corral.kit.logging import get_logger
-from corral.models.ipam import IpPool
 from corral.models.locations import Location
 from corral.models.nodes import Node, NodeStatus, NodeTemplate, OsTemplate
-from corral.models.servers import PowerState, Server, ServerStatus
+from corral.models.servers import PowerState
 from corral.servers.hypervisor import open_driver
 from corral.servers.reconciler import POWER_STATES
 from corral.servers.tasks import build_spec
@@ -52,12 +51,12 @@ DEMO_TEMPLATES = (
 
 async def seed_demo_fleet(session: AsyncSession) -> None:
     """Create the demo location, node, templates and pools that are missing (idempotent)."""
-    location = await session.scalar(select(Location).where(Location.slug == "demo-1"))
+    location = await repository.location_by_slug(session, "demo-1")
     if location is None:
         location = Location(slug="demo-1", name="Demo Region", country_code="AU")
         session.add(location)
         await session.flush()
-    node = await session.scalar(select(Node).where(Node.name == DEMO_NODE))
+    node = await repository.node_by_name(session, DEMO_NODE)
     if node is None:
         node = Node(
             name=DEMO_NODE,
@@ -75,25 +74,21 @@ async def seed_demo_fleet(session: AsyncSession) -> None:
         session.add(node)
         await session.flush()
     for spec in DEMO_TEMPLATES:
-        template = await session.scalar(select(OsTemplate).where(OsTemplate.slug == spec.slug))
+        template = await repository.template_by_slug(session, spec.slug)
         if template is None:
             template = OsTemplate(
                 slug=spec.slug, name=spec.name, os_family=spec.family, os_version=spec.version, min_disk_gib=5
             )
             session.add(template)
             await session.flush()
-        present = await session.scalar(
-            select(NodeTemplate).where(
-                NodeTemplate.node_id == node.id, NodeTemplate.template_id == template.id
-            )
-        )
+        present = await repository.node_template(session, node.id, template.id)
         if present is None:
             session.add(NodeTemplate(node_id=node.id, template_id=template.id, image_ref=spec.volume))
     for name, network, gateway, dns in (
         ("demo-ipv4", "192.0.2.0/24", "192.0.2.1", ["192.0.2.53"]),
         ("demo-ipv6", "2001:db8:c0::/64", "2001:db8:c0::1", ["2001:db8:c0::53"]),
     ):
-        if await session.scalar(select(IpPool).where(IpPool.name == name)) is None:
+        if await repository.pool_by_name(session, name) is None:
             try:
                 await ipam.create_pool(
                     session,
@@ -143,19 +138,10 @@ async def restore_demo_node(factory: async_sessionmaker[AsyncSession]) -> Any:
     _ensure_template_volumes(conn)
     _remove_sample_domain(conn)
     async with transaction(factory) as session:
-        node = await session.scalar(
-            select(Node).where(Node.name == DEMO_NODE, Node.connection_uri == DEMO_URI)
-        )
+        node = await repository.node_by_name(session, DEMO_NODE, uri=DEMO_URI)
         if node is None:
             return conn
-        placed = (
-            await session.execute(
-                select(Server).where(
-                    Server.node_id == node.id,
-                    Server.status.in_((ServerStatus.ACTIVE.value, ServerStatus.SUSPENDED.value)),
-                )
-            )
-        ).scalars()
+        placed = await repository.running_servers_on(session, node.id)
         restored = 0
         async with open_driver(session, node.id) as driver:
             for server in placed:
