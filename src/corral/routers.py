@@ -9,6 +9,7 @@ from corral.admin.api import router as admin_api_router
 from corral.admin.views import router as admin_views_router
 from corral.auth.api import router as account_api_router
 from corral.auth.security_views import router as security_router
+from corral.auth.totp_views import router as totp_router
 from corral.auth.views import router as auth_router
 from corral.dashboard.views import router as dashboard_router
 from corral.ipam.api import router as ipam_api_router
@@ -33,6 +34,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     users_router,
     users_api_router,
     security_router,
+    totp_router,
     account_api_router,
     admin_views_router,
     admin_api_router,
