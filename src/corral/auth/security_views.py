@@ -31,7 +31,7 @@ from corral.kit.clock import utcnow
 from corral.models.auth import AuthMethod
 from corral.rbac.permissions import Permission
 from corral.web.deps import AppSettings, DbSession
-from corral.web.rendering import is_htmx, render, toast, wants_fragment
+from corral.web.rendering import is_htmx, redirect, render, toast, wants_fragment
 
 router = APIRouter(prefix="/account/security", include_in_schema=False)
 
@@ -147,10 +147,7 @@ async def revoke_session(
     if principal.session is not None and principal.session.id == session_id:
         # The browser just ended its own session: forget the cookie and go to the sign-in page.
         delete_cookie(request, cookie_names(settings).session)
-        target = "/login?signed_out=1"
-        if is_htmx(request):
-            return Response(status_code=200, headers={"HX-Redirect": target})
-        return RedirectResponse(target, status_code=303)
+        return redirect(request, "/login?signed_out=1")
     response = await _page(request, principal, session, block="sessions")
     return _back_to_page(request, toast(response, "Session ended. That device is signed out."))
 

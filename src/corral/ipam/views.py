@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -34,7 +34,7 @@ from corral.kit.errors import PanelError
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
 from corral.web.forms import done_toasts, field_errors
-from corral.web.rendering import Toast, is_htmx, render
+from corral.web.rendering import Toast, redirect, render
 
 router = APIRouter(prefix="/admin/ip-pools", include_in_schema=False)
 
@@ -68,12 +68,6 @@ FIELD_LABELS = {
 def _refusal_fields(error: PanelError) -> dict[str, str] | None:
     fields = error.details.get("fields")
     return {str(key): str(value) for key, value in fields.items()} if isinstance(fields, dict) else None
-
-
-def _redirect(request: Request, url: str) -> Response:
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": url})
-    return RedirectResponse(url, status_code=303)
 
 
 # ---------- List and detail ----------
@@ -197,7 +191,7 @@ async def create_pool(
         if fields is None:
             raise
         return await _form(request, session, None, form, fields, status_code=error.status_code)
-    return _redirect(request, f"/admin/ip-pools/{view.pool.id}?done=created")
+    return redirect(request, f"/admin/ip-pools/{view.pool.id}?done=created")
 
 
 @router.get("/{pool_id}/edit", response_class=HTMLResponse)
@@ -232,7 +226,7 @@ async def update_pool(
             raise
         view = await ipam.pool(session, pool_id)
         return await _form(request, session, view, form, fields, status_code=error.status_code)
-    return _redirect(request, f"/admin/ip-pools/{pool_id}?done=updated")
+    return redirect(request, f"/admin/ip-pools/{pool_id}?done=updated")
 
 
 # ---------- Delete ----------
@@ -251,4 +245,4 @@ async def confirm_delete(
 @router.post("/{pool_id}/delete")
 async def delete_pool(request: Request, session: DbSession, principal: Manager, pool_id: PoolId) -> Response:
     await ipam.delete_pool(session, principal.actor, pool_id)
-    return _redirect(request, "/admin/ip-pools?done=deleted")
+    return redirect(request, "/admin/ip-pools?done=deleted")

@@ -21,7 +21,7 @@ from corral.locations.service import locations
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
 from corral.web.forms import Done, done_toasts, field_errors
-from corral.web.rendering import Toast, is_htmx, render
+from corral.web.rendering import Toast, redirect, render
 
 router = APIRouter(prefix="/admin/locations", include_in_schema=False)
 
@@ -148,7 +148,4 @@ async def delete_location(
     request: Request, session: DbSession, principal: Manager, location_id: LocationId
 ) -> Response:
     await locations.delete(session, principal, location_id)
-    target = "/admin/locations?done=deleted"
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
+    return redirect(request, "/admin/locations?done=deleted")

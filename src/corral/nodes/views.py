@@ -33,7 +33,7 @@ from corral.nodes.service import nodes
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
 from corral.web.forms import Done, done_toasts
-from corral.web.rendering import is_htmx, render
+from corral.web.rendering import redirect, render
 
 router = APIRouter(prefix="/admin/nodes", include_in_schema=False)
 
@@ -132,12 +132,6 @@ def _panel_error_field(error: PanelError) -> str:
     if isinstance(error, NodeUnreachable):
         return "connection_uri"
     return "form"
-
-
-def _redirect(request: Request, target: str) -> Response:
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -298,7 +292,7 @@ async def set_maintenance(
 ) -> Response:
     enabled = (await request.form()).get("enabled") == "on"
     await nodes.set_maintenance(session, principal, node_id, enabled)
-    return _redirect(
+    return redirect(
         request, f"/admin/nodes/{node_id}?done={'maintenance_on' if enabled else 'maintenance_off'}"
     )
 
@@ -306,10 +300,10 @@ async def set_maintenance(
 @router.post("/{node_id}/check")
 async def check_node(request: Request, session: DbSession, principal: Manager, node_id: NodeId) -> Response:
     await nodes.check_now(session, principal, node_id)
-    return _redirect(request, f"/admin/nodes/{node_id}?done=checked")
+    return redirect(request, f"/admin/nodes/{node_id}?done=checked")
 
 
 @router.post("/{node_id}/delete")
 async def delete_node(request: Request, session: DbSession, principal: Manager, node_id: NodeId) -> Response:
     await nodes.delete(session, principal, node_id)
-    return _redirect(request, "/admin/nodes?done=deleted")
+    return redirect(request, "/admin/nodes?done=deleted")

@@ -23,7 +23,7 @@ from corral.templates.schemas import MAX_ID, NodeTemplateCreate, OsTemplateCreat
 from corral.templates.service import templates
 from corral.web.deps import DbSession
 from corral.web.forms import Done, done_toasts, field_errors
-from corral.web.rendering import Toast, is_htmx, render
+from corral.web.rendering import Toast, redirect, render
 
 router = APIRouter(prefix="/admin/os-templates", include_in_schema=False)
 
@@ -63,12 +63,6 @@ EMPTY_FORM: dict[str, Any] = {
     "cloud_init": True,
     "active": True,
 }
-
-
-def _redirect(request: Request, target: str) -> Response:
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": target})
-    return RedirectResponse(target, status_code=303)
 
 
 async def _list_page(
@@ -217,7 +211,7 @@ async def delete_template(
     request: Request, session: DbSession, principal: Manager, template_id: TemplateId
 ) -> Response:
     await templates.delete(session, principal, template_id)
-    return _redirect(request, "/admin/os-templates?done=deleted")
+    return redirect(request, "/admin/os-templates?done=deleted")
 
 
 @router.post("/{template_id}/nodes", response_class=HTMLResponse)
@@ -263,4 +257,4 @@ async def remove_from_node(
     request: Request, session: DbSession, principal: Manager, template_id: TemplateId, node_id: NodeId
 ) -> Response:
     await templates.remove_from_node(session, principal, template_id, node_id)
-    return _redirect(request, f"/admin/os-templates/{template_id}?done=unlisted")
+    return redirect(request, f"/admin/os-templates/{template_id}?done=unlisted")

@@ -31,7 +31,7 @@ from corral.users.schemas import (
 )
 from corral.users.service import accounts
 from corral.web.deps import AppSettings, DbSession
-from corral.web.rendering import Toast, is_htmx, render, toast
+from corral.web.rendering import Toast, is_htmx, redirect, render, toast
 
 router = APIRouter(include_in_schema=False)
 
@@ -313,7 +313,4 @@ async def change_password(
         max_age = settings.auth.session_lifetime_hours * 3600
         set_cookie(request, cookie_names(settings).session, changed.session_secret, max_age)
     # The page's CSRF token belonged to the session that just ended: load the page afresh.
-    location = "/account?done=password"
-    if is_htmx(request):
-        return Response(status_code=200, headers={"HX-Redirect": location})
-    return RedirectResponse(location, status_code=303)
+    return redirect(request, "/account?done=password")

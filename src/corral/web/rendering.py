@@ -15,7 +15,7 @@ from typing import Any, Literal, TypeVar, cast, get_args
 
 import jinja2
 from fastapi import Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from jinja2_fragments.fastapi import Jinja2Blocks
 from starlette.responses import Response
 
@@ -180,3 +180,11 @@ def toast(response: ResponseT, message: str, level: ToastLevel = "success") -> R
     # ensure_ascii keeps the header Latin-1 safe whatever language the message is in.
     response.headers["HX-Trigger"] = json.dumps(triggers, ensure_ascii=True, separators=(",", ":"))
     return response
+
+
+def redirect(request: Request, url: str) -> Response:
+    """After a change: htmx follows ``HX-Redirect`` (a plain 303 would be swapped into the page);
+    a normal form post gets a 303 so a reload does not post again."""
+    if is_htmx(request):
+        return Response(status_code=200, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
