@@ -7,16 +7,12 @@ out of the messages that arrive there, as a person would out of their inbox.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from email.message import EmailMessage
 
 import pytest
-from fastapi import FastAPI
 from playwright.async_api import Page, ViewportSize, expect
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from corral.users import api as users_api
-from corral.users import views as users_views
 from tests.e2e.conftest import DESKTOP, PHONE, MailServer, NewPage, PageProblems, artifact_path
 from tests.factories.users import DEFAULT_PASSWORD, create_user
 
@@ -24,18 +20,6 @@ pytestmark = pytest.mark.browser
 
 PASSWORD = "violet anchor drifts north"
 NEW_PASSWORD = "granite lantern orbit seven"
-
-
-def _with_account_routes(app: FastAPI) -> None:
-    # A no-op once app.py includes the account routers.
-    if "/register" not in {getattr(route, "path", None) for route in app.routes}:
-        app.include_router(users_views.router)
-        app.include_router(users_api.router)
-
-
-@pytest.fixture
-def panel_app_hooks() -> list[Callable[[FastAPI], None]]:
-    return [_with_account_routes]
 
 
 @pytest.fixture

@@ -8,15 +8,12 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
 from playwright.async_api import Dialog, Page, expect
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 import tests.e2e.conftest as e2e
 from corral.app import create_app
-from corral.auth.api import router as account_api_router
-from corral.auth.security_views import router as security_router
 from corral.models.users import User
 from tests.e2e.conftest import PHONE, NewPage, PageProblems, artifact_path
 from tests.factories.users import DEFAULT_PASSWORD, create_user
@@ -28,18 +25,14 @@ PAGE = "/account/security"
 
 @pytest.fixture(autouse=True)
 def served_database(monkeypatch: pytest.MonkeyPatch) -> dict[str, URL]:
-    """Remembers the live server's database, and adds the account routers until app.py does."""
+    """Remembers the live server's database (the tests create users in it)."""
     seen: dict[str, URL] = {}
 
-    def create_app_with_account_routes(*args: Any, **kwargs: Any) -> FastAPI:
+    def create_app_remembering_database(*args: Any, **kwargs: Any) -> FastAPI:
         seen["url"] = kwargs["database_url"]
-        app = create_app(*args, **kwargs)
-        if not any(str(context.path) == PAGE for context in iter_route_contexts(app.routes)):
-            app.include_router(account_api_router)
-            app.include_router(security_router)
-        return app
+        return create_app(*args, **kwargs)
 
-    monkeypatch.setattr(e2e, "create_app", create_app_with_account_routes)
+    monkeypatch.setattr(e2e, "create_app", create_app_remembering_database)
     return seen
 
 

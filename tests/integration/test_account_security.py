@@ -6,16 +6,12 @@ import re
 
 import httpx
 import pytest
-from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.audit import audit
-from corral.auth.api import router as account_api_router
 from corral.auth.schemas import describe_device
 from corral.auth.security_views import ago
-from corral.auth.security_views import router as security_router
 from corral.kit.clock import utcnow
 from corral.models.auth import ApiToken, UserSession
 from corral.models.users import User, UserRole
@@ -29,15 +25,6 @@ IPHONE = (
     "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
 )
 _SECRET = re.compile(r"crl_[A-Za-z0-9_-]{43}")
-
-
-@pytest.fixture
-async def app(app: FastAPI) -> FastAPI:
-    """The panel with the account routers, until app.py includes them."""
-    if not any(str(context.path) == PAGE for context in iter_route_contexts(app.routes)):
-        app.include_router(account_api_router)
-        app.include_router(security_router)
-    return app
 
 
 def browser(client: httpx.AsyncClient, user_agent: str) -> httpx.AsyncClient:

@@ -10,17 +10,14 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.routing import iter_route_contexts
 from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.audit import audit
 from corral.auth import tokens as tokens_module
-from corral.auth.api import router as account_api_router
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.schemas import ApiTokenCreate
-from corral.auth.security_views import router as security_router
 from corral.auth.tokens import NewApiToken, api_tokens
 from corral.kit.clock import utcnow
 from corral.models.auth import ApiToken, UserSession
@@ -36,10 +33,7 @@ PROBE = "/api/v1/test/users-probe"
 
 @pytest.fixture
 async def app(app: FastAPI) -> FastAPI:
-    """The panel with the account routers (until app.py includes them) and a users:read probe."""
-    if not any(str(context.path) == TOKENS for context in iter_route_contexts(app.routes)):
-        app.include_router(account_api_router)
-        app.include_router(security_router)
+    """The panel with a users:read probe."""
 
     # A stand-in for a staff endpoint, to watch a permission come and go with the owner's role.
     @app.get(PROBE)

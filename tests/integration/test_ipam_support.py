@@ -15,8 +15,6 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from corral.ipam.api import router as ipam_api_router
-from corral.ipam.views import router as ipam_views_router
 from corral.models.users import User, UserRole
 from tests.factories.users import DEFAULT_PASSWORD, create_user
 from tests.support.auth import ORIGIN, page_token, sign_in
@@ -25,11 +23,7 @@ BASE_URL = "https://panel.test"
 
 
 def with_ipam_routes(app: FastAPI) -> FastAPI:
-    paths = {getattr(route, "path", None) for route in app.routes}
-    if "/admin/ip-pools" not in paths:
-        app.include_router(ipam_views_router)
-    if "/api/v1/admin/ip-pools" not in paths:
-        app.include_router(ipam_api_router)
+    """The panel as built by create_app: its ROUTERS include the IP pool pages and API."""
     return app
 
 

@@ -17,30 +17,11 @@ from fastapi import FastAPI
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from corral.locations.api import router as locations_api
-from corral.locations.views import router as locations_views
 from corral.models.audit import AuditEvent
-from corral.nodes.api import router as nodes_api
-from corral.nodes.views import router as nodes_views
-from corral.templates.api import router as templates_api
-from corral.templates.views import router as templates_views
-from tests.support.admin import route_paths
-
-_ROUTERS = (
-    ("/admin/locations", locations_views),
-    ("/api/v1/admin/locations", locations_api),
-    ("/admin/nodes", nodes_views),
-    ("/api/v1/admin/nodes", nodes_api),
-    ("/admin/os-templates", templates_views),
-    ("/api/v1/admin/os-templates", templates_api),
-)
 
 
 def with_fleet_routes(app: FastAPI) -> FastAPI:
-    paths = route_paths(app)
-    for path, router in _ROUTERS:
-        if path not in paths:
-            app.include_router(router)
+    """The panel as built by create_app: its ROUTERS include the fleet pages and APIs."""
     return app
 
 

@@ -9,9 +9,6 @@ import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from corral.auth.api import router as account_api_router
-from corral.auth.security_views import router as security_router
-
 OPENAPI = "/api/v1/openapi.json"
 ACCOUNT_OPERATIONS = {
     ("/api/v1/account/sessions", "get"),
@@ -22,15 +19,6 @@ ACCOUNT_OPERATIONS = {
     ("/api/v1/account/tokens/{token_id}", "delete"),
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
-
-
-@pytest.fixture
-async def app(app: FastAPI) -> FastAPI:
-    """The panel with the account routers, until app.py includes them."""
-    if not any(str(context.path) == "/api/v1/account/tokens" for context in iter_route_contexts(app.routes)):
-        app.include_router(account_api_router)
-        app.include_router(security_router)
-    return app
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.auth.principal import Principal
 from corral.auth.totp import PERIOD_SECONDS, TotpAlreadyEnabled, TotpCodeRejected, totp
-from corral.auth.totp_views import router as totp_router
 from corral.models.audit import AuditEvent
 from corral.models.mfa import RecoveryCode, TotpFactor
 from corral.models.users import User
@@ -170,9 +169,6 @@ async def test_disable_removes_the_factor_and_codes(db: AsyncSession) -> None:
 
 @pytest.fixture
 def totp_app(app: FastAPI) -> FastAPI:
-    # The router may not be in corral.app's ROUTERS yet; add it once if it is missing.
-    if not any(getattr(route, "path", "") == "/account/security/totp" for route in app.routes):
-        app.include_router(totp_router)
     return app
 
 

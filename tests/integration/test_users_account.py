@@ -19,8 +19,6 @@ from corral.models.auth import ApiToken, UserSession, UserToken
 from corral.models.email import EmailMessage
 from corral.models.users import User
 from corral.notifications.schemas import TEMPLATES
-from corral.users import api as users_api
-from corral.users import views as users_views
 from corral.users.passwords import verify_password
 from corral.users.profile import OLD_ADDRESS_TEMPLATE
 from tests.factories.users import DEFAULT_PASSWORD, create_user
@@ -28,15 +26,6 @@ from tests.support.auth import ORIGIN, page_token, sign_in
 
 NEW_PASSWORD = "granite lantern orbit seven"
 SESSION_COOKIE = "__Host-corral_session"
-
-
-@pytest.fixture
-async def app(app: FastAPI) -> FastAPI:
-    """The panel with the account routes (a no-op once app.py includes them)."""
-    if "/register" not in {getattr(route, "path", None) for route in app.routes}:
-        app.include_router(users_views.router)
-        app.include_router(users_api.router)
-    return app
 
 
 @pytest.fixture

@@ -19,22 +19,11 @@ from corral.kit.clock import utcnow
 from corral.models.auth import UserSession, UserToken
 from corral.models.email import EmailMessage
 from corral.models.users import User
-from corral.users import api as users_api
-from corral.users import views as users_views
 from corral.users.passwords import verify_password
 from tests.factories.users import DEFAULT_PASSWORD, create_user
 from tests.support.auth import ORIGIN, form_token, sign_in
 
 NEW_PASSWORD = "granite lantern orbit seven"
-
-
-@pytest.fixture
-async def app(app: FastAPI) -> FastAPI:
-    """The panel with the account routes (a no-op once app.py includes them)."""
-    if "/register" not in {getattr(route, "path", None) for route in app.routes}:
-        app.include_router(users_views.router)
-        app.include_router(users_api.router)
-    return app
 
 
 @pytest.fixture

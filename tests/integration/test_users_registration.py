@@ -9,7 +9,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,22 +19,11 @@ from corral.kit.clock import utcnow
 from corral.models.auth import UserToken
 from corral.models.email import EmailMessage
 from corral.models.users import AccountRequest, User, UserStatus
-from corral.users import api as users_api
-from corral.users import views as users_views
 from corral.users.passwords import verify_password
 from tests.factories.users import DEFAULT_PASSWORD, create_user
 from tests.support.auth import ORIGIN, form_token, sign_in
 
 PASSWORD = "violet anchor drifts north"
-
-
-@pytest.fixture
-async def app(app: FastAPI) -> FastAPI:
-    """The panel with the account routes (a no-op once app.py includes them)."""
-    if "/register" not in {getattr(route, "path", None) for route in app.routes}:
-        app.include_router(users_views.router)
-        app.include_router(users_api.router)
-    return app
 
 
 async def register(client: httpx.AsyncClient, **fields: str) -> httpx.Response:

@@ -17,8 +17,6 @@ from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from corral.admin.api import router as admin_api_router
-from corral.admin.views import router as admin_views_router
 from corral.models.users import User, UserRole, UserStatus
 from tests.factories.users import DEFAULT_PASSWORD, create_user
 from tests.support.auth import ORIGIN, page_token, sign_in
@@ -37,11 +35,7 @@ def route_paths(app: FastAPI) -> dict[str, set[str]]:
 
 
 def with_admin_routes(app: FastAPI) -> FastAPI:
-    paths = route_paths(app)
-    if "/admin/users" not in paths:
-        app.include_router(admin_views_router)
-    if "/api/v1/admin/users" not in paths:
-        app.include_router(admin_api_router)
+    """The panel as built by create_app: its ROUTERS include the admin pages and API."""
     return app
 
 
