@@ -144,9 +144,15 @@ def serving(
 
 
 @pytest.fixture
-def live_server(settings: Settings, fresh_database: Callable[[], URL]) -> Iterator[str]:
+def live_database(fresh_database: Callable[[], URL]) -> URL:
+    """The database the live server serves; tests seed users and data straight into it."""
+    return fresh_database()
+
+
+@pytest.fixture
+def live_server(settings: Settings, live_database: URL) -> Iterator[str]:
     """Base URL (``http://127.0.0.1:<port>``) of a panel serving its own fresh database."""
-    with serving(settings, fresh_database()) as url:
+    with serving(settings, live_database) as url:
         yield url
 
 

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
-from fastapi import FastAPI
 from playwright.async_api import Page, expect
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-import tests.e2e.conftest as e2e
 from corral.models.users import UserRole
 from tests.e2e.conftest import PHONE, NewPage, PageProblems, artifact_path
 from tests.factories.users import DEFAULT_PASSWORD, create_user
-from tests.support.admin import with_admin_routes
 
 pytestmark = pytest.mark.browser
 
@@ -25,44 +21,9 @@ TARGET = "mallory@example.com"
 
 
 @pytest.fixture
-def served_urls() -> list[URL]:
-    return []
-
-
-@pytest.fixture
-def fresh_database(fresh_database: Callable[[], URL], served_urls: list[URL]) -> Callable[[], URL]:
-    """The shared fixture, remembering the database it makes for the live server."""
-
-    def make() -> URL:
-        url = fresh_database()
-        served_urls.append(url)
-        return url
-
-    return make
-
-
-@pytest.fixture
-def admin_routes_in_create_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The live server gets the admin routers even if create_app does not include them yet."""
-    original = e2e.create_app
-
-    def create_app(*args: Any, **kwargs: Any) -> FastAPI:
-        return with_admin_routes(original(*args, **kwargs))
-
-    monkeypatch.setattr(e2e, "create_app", create_app)
-
-
-@pytest.fixture
-def live_server(admin_routes_in_create_app: None, live_server: str) -> str:
-    # Fixtures of one scope are set up in signature order: the patch is in place before the server.
-    return live_server
-
-
-@pytest.fixture
-async def seeded(live_server: str, served_urls: list[URL]) -> AsyncIterator[None]:
+async def seeded(live_server: str, live_database: URL) -> AsyncIterator[None]:
     """A super admin, the user to block, and a few others, committed in the served database."""
-    [url] = served_urls
-    engine = create_async_engine(url)
+    engine = create_async_engine(live_database)
     try:
         async with AsyncSession(engine, expire_on_commit=False) as session:
             await create_user(session, email=BOSS, name="Bea Boss", role=UserRole.SUPER_ADMIN.value)

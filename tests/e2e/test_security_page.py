@@ -7,13 +7,10 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 from playwright.async_api import Dialog, Page, expect
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-import tests.e2e.conftest as e2e
-from corral.app import create_app
 from corral.models.users import User
 from tests.e2e.conftest import PHONE, NewPage, PageProblems, artifact_path
 from tests.factories.users import DEFAULT_PASSWORD, create_user
@@ -23,22 +20,9 @@ pytestmark = pytest.mark.browser
 PAGE = "/account/security"
 
 
-@pytest.fixture(autouse=True)
-def served_database(monkeypatch: pytest.MonkeyPatch) -> dict[str, URL]:
-    """Remembers the live server's database (the tests create users in it)."""
-    seen: dict[str, URL] = {}
-
-    def create_app_remembering_database(*args: Any, **kwargs: Any) -> FastAPI:
-        seen["url"] = kwargs["database_url"]
-        return create_app(*args, **kwargs)
-
-    monkeypatch.setattr(e2e, "create_app", create_app_remembering_database)
-    return seen
-
-
 @pytest.fixture
-async def make_user(live_server: str, served_database: dict[str, URL]) -> AsyncIterator[Callable[..., Any]]:
-    engine = create_async_engine(served_database["url"])
+async def make_user(live_server: str, live_database: URL) -> AsyncIterator[Callable[..., Any]]:
+    engine = create_async_engine(live_database)
 
     async def make(**overrides: Any) -> User:
         async with AsyncSession(engine, expire_on_commit=False) as session:

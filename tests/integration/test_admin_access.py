@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.models.users import UserRole, UserStatus
-from tests.support.admin import People, people_for, route_paths, with_admin_routes
+from tests.support.admin import People, people_for, route_paths
 from tests.support.auth import ORIGIN
 
 Capability = Literal["read", "block", "approve", "roles"]
@@ -70,11 +70,6 @@ ROUTES = [
     Route("POST", "/api/v1/admin/users/{id}/approve", "approve", target_status=UserStatus.PENDING_APPROVAL),
 ]
 WHO: list[UserRole | None] = [None, *UserRole]
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    return with_admin_routes(app)
 
 
 @pytest.fixture

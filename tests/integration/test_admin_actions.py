@@ -15,13 +15,8 @@ from corral.models.auth import UserSession
 from corral.models.email import EmailMessage
 from corral.models.users import User, UserRole, UserStatus
 from tests.factories.users import DEFAULT_PASSWORD
-from tests.support.admin import SESSION_COOKIE, People, people_for, with_admin_routes
+from tests.support.admin import SESSION_COOKIE, People, people_for
 from tests.support.auth import sign_in
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    return with_admin_routes(app)
 
 
 @pytest.fixture

@@ -13,12 +13,7 @@ from corral.auth.secrets import new_secret, secret_hash
 from corral.kit.clock import utcnow
 from corral.models.auth import ApiToken
 from corral.models.users import User, UserRole, UserStatus
-from tests.support.admin import People, people_for, with_admin_routes
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    return with_admin_routes(app)
+from tests.support.admin import People, people_for
 
 
 @pytest.fixture

@@ -16,12 +16,7 @@ from corral.auth.service import auth
 from corral.kit.clock import utcnow
 from corral.models.auth import AuthMethod
 from corral.models.users import UserRole, UserStatus
-from tests.support.admin import People, people_for, with_admin_routes
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    return with_admin_routes(app)
+from tests.support.admin import People, people_for
 
 
 @pytest.fixture

@@ -15,15 +15,10 @@ from corral.ipam import ipam
 from corral.models.audit import AuditEvent
 from corral.models.users import UserRole
 from tests.factories.fleet import create_ip_pool, create_location, create_server
-from tests.integration.test_ipam_support import Staff, staff_for, with_ipam_routes
+from tests.integration.test_ipam_support import Staff, staff_for
 from tests.support.auth import ORIGIN
 
 API = "/api/v1/admin/ip-pools"
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    return with_ipam_routes(app)
 
 
 @pytest.fixture

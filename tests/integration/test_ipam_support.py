@@ -1,8 +1,5 @@
-"""Shared helpers for the IP pool page and API tests (no tests of its own).
-
-Each module overrides ``app`` with :func:`with_ipam_routes`, so the tests run whether or not
-``create_app`` includes the IPAM routers yet, and signs people in with :class:`Staff`.
-"""
+"""Shared helpers for the IP pool page and API tests (no tests of its own); people are signed in
+with :class:`Staff`."""
 
 from __future__ import annotations
 
@@ -20,11 +17,6 @@ from tests.factories.users import DEFAULT_PASSWORD, create_user
 from tests.support.auth import ORIGIN, page_token, sign_in
 
 BASE_URL = "https://panel.test"
-
-
-def with_ipam_routes(app: FastAPI) -> FastAPI:
-    """The panel as built by create_app: its ROUTERS include the IP pool pages and API."""
-    return app
 
 
 @dataclass
@@ -63,4 +55,4 @@ class Staff:
 @asynccontextmanager
 async def staff_for(app: FastAPI, db: AsyncSession) -> AsyncIterator[Staff]:
     async with AsyncExitStack() as stack:
-        yield Staff(app=with_ipam_routes(app), db=db, stack=stack)
+        yield Staff(app=app, db=db, stack=stack)

@@ -11,15 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from corral.models.users import UserRole
 from tests.factories.fleet import create_location, create_server
 from tests.factories.nodes import create_node
-from tests.integration.test_nodes_support import audit_events, error_code, with_fleet_routes
+from tests.integration.test_nodes_support import audit_events, error_code
 from tests.support.admin import People, people_for
 
 API = "/api/v1/admin/locations"
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    return with_fleet_routes(app)
 
 
 @pytest.fixture

@@ -19,16 +19,11 @@ from corral.models.users import UserRole
 from corral.nodes.credentials import context_for
 from tests.factories.fleet import create_location, create_server
 from tests.factories.nodes import TEST_POOL, TEST_URI, UNREACHABLE_URI, create_node
-from tests.integration.test_nodes_support import audit_events, error_code, with_fleet_routes
+from tests.integration.test_nodes_support import audit_events, error_code
 from tests.support.admin import People, Person, people_for
 
 API = "/api/v1/admin/nodes"
 SECRET = "s3cret-Node-Passw0rd"  # must never show up anywhere but the ciphertext
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    return with_fleet_routes(app)
 
 
 @pytest.fixture

@@ -16,15 +16,10 @@ from corral.models.nodes import Node
 from corral.models.users import UserRole
 from tests.factories.fleet import create_location, create_server
 from tests.factories.nodes import TEST_POOL, TEST_URI, UNREACHABLE_URI, create_node
-from tests.integration.test_nodes_support import audit_events, with_fleet_routes
+from tests.integration.test_nodes_support import audit_events
 from tests.support.admin import People, Person, people_for
 
 SECRET = "page-form-Passw0rd"
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    return with_fleet_routes(app)
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from corral.nodes.probe import ImageInventory
 from corral.templates.service import templates
 from tests.factories.fleet import create_location, create_server
 from tests.factories.nodes import TEST_POOL, TEST_URI, create_node, create_template, put_template_on
-from tests.integration.test_nodes_support import audit_events, error_code, with_fleet_routes
+from tests.integration.test_nodes_support import audit_events, error_code
 from tests.support.admin import People, people_for
 
 API = "/api/v1/admin/os-templates"
@@ -36,11 +36,6 @@ DEBIAN = {
     "cloud_init": True,
     "default_user": "debian",
 }
-
-
-@pytest.fixture
-def app(app: FastAPI) -> FastAPI:
-    return with_fleet_routes(app)
 
 
 @pytest.fixture

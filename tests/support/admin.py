@@ -1,9 +1,5 @@
-"""Shared helpers for the admin tests (no tests of its own).
-
-Each admin test module overrides the ``app`` fixture with :func:`with_admin_routes`, so the tests
-run whether or not ``create_app`` includes the admin routers yet, and uses :class:`People` to sign
-several users in at once, each in their own cookie jar.
-"""
+"""Shared helpers for the admin tests: :class:`People` signs several users in at once, each in
+their own cookie jar."""
 
 from __future__ import annotations
 
@@ -32,11 +28,6 @@ def route_paths(app: FastAPI) -> dict[str, set[str]]:
         methods = getattr(context.original_route, "methods", None) or set()
         paths.setdefault(str(context.path), set()).update(methods)
     return paths
-
-
-def with_admin_routes(app: FastAPI) -> FastAPI:
-    """The panel as built by create_app: its ROUTERS include the admin pages and API."""
-    return app
 
 
 @dataclass

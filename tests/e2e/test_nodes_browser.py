@@ -1,34 +1,21 @@
 """An operator adds a node in a real browser under the real CSP: "Test connection" (htmx) fills in
 the capacity, a failing test shows the driver's message, saving lands on the node's page.
 Screenshots of the fleet pages go to test-artifacts/.
-
-The browser fixtures are the end-to-end ones (tests/e2e/conftest.py), imported here by name.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
-from fastapi import FastAPI
 from playwright.async_api import Page, expect
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-import tests.e2e.conftest as e2e
 from corral.config import Settings
 from corral.models.users import UserRole
-from tests.e2e.conftest import (  # noqa: F401  # fixtures, used by name
-    NewPage,
-    PageProblems,
-    artifact_path,
-    browser,
-    live_server,
-    new_page,
-    page_problems,
-)
+from tests.e2e.conftest import NewPage, PageProblems, artifact_path
 from tests.factories.fleet import create_location, create_server
 from tests.factories.nodes import (
     TEST_POOL,
@@ -39,7 +26,6 @@ from tests.factories.nodes import (
     put_template_on,
 )
 from tests.factories.users import DEFAULT_PASSWORD, create_user
-from tests.integration.test_nodes_support import with_fleet_routes
 
 pytestmark = pytest.mark.browser
 
@@ -47,39 +33,8 @@ OPERATOR = "otto@example.com"
 
 
 @pytest.fixture
-def served_urls() -> list[URL]:
-    return []
-
-
-@pytest.fixture
-def fresh_database(fresh_database: Callable[[], URL], served_urls: list[URL]) -> Callable[[], URL]:
-    def make() -> URL:
-        url = fresh_database()
-        served_urls.append(url)
-        return url
-
-    return make
-
-
-@pytest.fixture
-def fleet_routes_in_create_app(monkeypatch: pytest.MonkeyPatch) -> None:
-    original = e2e.create_app
-
-    def create_app(*args: Any, **kwargs: Any) -> FastAPI:
-        return with_fleet_routes(original(*args, **kwargs))
-
-    monkeypatch.setattr(e2e, "create_app", create_app)
-
-
-@pytest.fixture
-def served(fleet_routes_in_create_app: None, live_server: str) -> str:  # noqa: F811
-    return live_server
-
-
-@pytest.fixture
-async def seeded(served: str, served_urls: list[URL], settings: Settings) -> AsyncIterator[None]:
-    [url] = served_urls
-    engine = create_async_engine(url)
+async def seeded(live_server: str, live_database: URL, settings: Settings) -> AsyncIterator[None]:
+    engine = create_async_engine(live_database)
     try:
         async with AsyncSession(engine, expire_on_commit=False, info={"settings": settings}) as session:
             await create_user(session, email=OPERATOR, name="Otto Ops", role=UserRole.OPERATOR.value)
@@ -123,8 +78,8 @@ async def _sign_in(page: Page) -> None:
 
 async def test_an_operator_adds_a_node_after_testing_the_connection(
     seeded: None,
-    new_page: NewPage,  # noqa: F811
-    page_problems: PageProblems,  # noqa: F811
+    new_page: NewPage,
+    page_problems: PageProblems,
 ) -> None:
     page = await new_page()
     await _sign_in(page)
