@@ -12,23 +12,19 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from datetime import timedelta
+from collections.abc import Callable, Iterator
 
 from procrastinate import App, PsycopgConnector
-from procrastinate.types import JSONValue
 from procrastinate.worker import Worker
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from corral.config import Settings
 from corral.db.session import create_engine, create_session_factory
 from corral.db.url import libpq_conninfo
 from corral.jobs.app import RESOURCES_KEY, WorkerResources, build_app
 from corral.jobs.middleware import JobLogMiddleware, JobLogWriter
-from corral.jobs.schemas import JobRead
-from corral.jobs.service import job_service
 from corral.kit.logging import get_logger
 
 log = get_logger("corral.jobs")
@@ -212,37 +208,3 @@ class JobRuntime:
             await self._pool.close()
             self._pool = None
         self._app = None
-
-    # The job API, for holders of the runtime (``app.state.jobs``); domain services use
-    # ``corral.jobs.service.job_service`` directly, which needs no open runtime.
-    async def defer(
-        self,
-        session: AsyncSession,
-        task_name: str,
-        /,
-        *,
-        lock: str | None = None,
-        queueing_lock: str | None = None,
-        schedule_in: timedelta | None = None,
-        **arguments: JSONValue,
-    ) -> int:
-        return await job_service.defer(
-            session, task_name, lock=lock, queueing_lock=queueing_lock, schedule_in=schedule_in, **arguments
-        )
-
-    async def get(self, session: AsyncSession, job_id: int) -> JobRead:
-        return await job_service.get(session, job_id)
-
-    async def retry(self, session: AsyncSession, job_id: int) -> None:
-        await job_service.retry(session, job_id)
-
-    async def list(
-        self,
-        session: AsyncSession,
-        *,
-        lock: str | None = None,
-        task_name: str | None = None,
-        status: str | None = None,
-        limit: int = 50,
-    ) -> Sequence[JobRead]:
-        return await job_service.list(session, lock=lock, task_name=task_name, status=status, limit=limit)
