@@ -3,13 +3,17 @@
 from corral.db.base import Base
 from corral.models.audit import AuditCheckpoint, AuditEvent
 from corral.models.auth import ApiToken, AuthLockout, SignInAttempt, UserSession, UserToken
+from corral.models.consoles import ConsoleTicket
 from corral.models.email import EmailMessage
 from corral.models.ipam import IpAddress, IpPool
 from corral.models.jobs import JobLog
 from corral.models.locations import Location
 from corral.models.mfa import Passkey, RecoveryCode, TotpFactor, WebAuthnChallenge
 from corral.models.nodes import DriftKind, DriftReport, Node, NodeStatus, NodeTemplate, OsTemplate
-from corral.models.servers import PowerState, Server, ServerStatus
+from corral.models.plans import Plan, PlanLocation
+from corral.models.servers import CancelMode, PowerState, Server, ServerStatus
+from corral.models.settings import PanelSetting
+from corral.models.ssh_keys import SshKey
 from corral.models.users import User, UserRole, UserStatus
 
 __all__ = [
@@ -18,6 +22,8 @@ __all__ = [
     "AuditEvent",
     "AuthLockout",
     "Base",
+    "CancelMode",
+    "ConsoleTicket",
     "DriftKind",
     "DriftReport",
     "EmailMessage",
@@ -29,12 +35,16 @@ __all__ = [
     "NodeStatus",
     "NodeTemplate",
     "OsTemplate",
+    "PanelSetting",
     "Passkey",
+    "Plan",
+    "PlanLocation",
     "PowerState",
     "RecoveryCode",
     "Server",
     "ServerStatus",
     "SignInAttempt",
+    "SshKey",
     "TotpFactor",
     "User",
     "UserRole",

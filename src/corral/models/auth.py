@@ -69,7 +69,10 @@ class UserSession(Base):
     ip: Mapped[IPv4Address | IPv6Address | None] = mapped_column(INET)
     user_agent: Mapped[str | None] = mapped_column(String(400))
     auth_method: Mapped[str] = mapped_column(String(32), default=AuthMethod.PASSWORD.value)
+    # The last time the user proved themselves again (a step-up), and how: staff actions only
+    # accept a passkey step-up, customers' sensitive actions also a TOTP code or their password.
     step_up_at: Mapped[datetime | None]
+    step_up_method: Mapped[str | None] = mapped_column(String(32))
     # Set when the user's privileges change: the next request gets a new session id.
     rotate_required: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     revoked_at: Mapped[datetime | None]

@@ -35,6 +35,13 @@ class ServerStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class CancelMode(enum.StrEnum):
+    """How a customer cancelled (seed 000 6.3): at the end of a grace period, or right away."""
+
+    GRACE = "grace"  # 30 days, revocable until then
+    IMMEDIATE = "immediate"  # 5 minutes, not revocable
+
+
 class PowerState(enum.StrEnum):
     """What the hypervisor last reported."""
 
@@ -56,6 +63,9 @@ class Server(Base):
         CheckConstraint(_in("status", ServerStatus), name="status_known"),
         CheckConstraint(_in("power_state", PowerState), name="power_state_known"),
         CheckConstraint("vcpus > 0 AND memory_mib > 0 AND disk_gib > 0", name="resources_positive"),
+        CheckConstraint(f"cancel_mode IS NULL OR {_in('cancel_mode', CancelMode)}", name="cancel_mode_known"),
+        # The cancellation processor looks for due cancellations every 30 seconds.
+        Index("ix_servers_cancel_due", "cancel_due_at", postgresql_where=text("cancel_due_at IS NOT NULL")),
         Index("ix_servers_user", "user_id", "status"),
         Index("ix_servers_node", "node_id", "status"),
         # The hypervisor's id is unique on its node.
@@ -67,6 +77,7 @@ class Server(Base):
     location_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("locations.id"))
     node_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("nodes.id"))
     template_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("os_templates.id"))
+    plan_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("plans.id"))
     name: Mapped[str] = mapped_column(String(64))
     hostname: Mapped[str | None] = mapped_column(String(253))
     vcpus: Mapped[int] = mapped_column(Integer)
@@ -80,3 +91,12 @@ class Server(Base):
     state_checked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     deleted_at: Mapped[datetime | None]
+    # Suspension by staff: the owner sees the server read-only, with this reason.
+    suspended_at: Mapped[datetime | None]
+    suspended_reason: Mapped[str | None] = mapped_column(Text)
+    # Cancellation: requested when and how, due when; the processor's attempts and last error.
+    cancel_mode: Mapped[str | None] = mapped_column(String(16))
+    cancel_requested_at: Mapped[datetime | None]
+    cancel_due_at: Mapped[datetime | None]
+    cancel_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    cancel_error: Mapped[str | None] = mapped_column(Text)
