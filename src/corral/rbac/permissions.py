@@ -18,6 +18,10 @@ class Permission(enum.StrEnum):
     ACCOUNT_UPDATE = "account:update"
     SESSIONS_MANAGE = "sessions:manage"
     TOKENS_MANAGE = "tokens:manage"
+    SSH_KEYS_MANAGE = "ssh_keys:manage"
+    # A person's own servers: order, set up, power, reinstall, rename, console, cancel.
+    SERVERS_READ = "servers:read"
+    SERVERS_MANAGE = "servers:manage"
     # Staff work on other people's accounts.
     USERS_READ = "users:read"
     USERS_BLOCK = "users:block"
@@ -31,6 +35,12 @@ class Permission(enum.StrEnum):
     TEMPLATES_MANAGE = "templates:manage"
     IPAM_READ = "ipam:read"
     IPAM_MANAGE = "ipam:manage"
+    PLANS_MANAGE = "plans:manage"
+    # Every customer's servers, as staff see them.
+    FLEET_SERVERS_READ = "fleet_servers:read"
+    FLEET_SERVERS_SUSPEND = "fleet_servers:suspend"
+    # Panel-wide settings (customer 2FA requirement, server limits).
+    SETTINGS_MANAGE = "settings:manage"
 
 
 _SELF_SERVICE = frozenset(
@@ -39,6 +49,9 @@ _SELF_SERVICE = frozenset(
         Permission.ACCOUNT_UPDATE,
         Permission.SESSIONS_MANAGE,
         Permission.TOKENS_MANAGE,
+        Permission.SSH_KEYS_MANAGE,
+        Permission.SERVERS_READ,
+        Permission.SERVERS_MANAGE,
     }
 )
 
@@ -54,6 +67,7 @@ ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
         # Seeing where a customer's server runs helps answer tickets; changing the fleet does not.
         Permission.NODES_READ,
         Permission.IPAM_READ,
+        Permission.FLEET_SERVERS_READ,
     },
     UserRole.BILLING: _SELF_SERVICE | {Permission.USERS_READ},
     # Operators run the fleet; they do not touch money or roles.
@@ -67,6 +81,9 @@ ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
         Permission.TEMPLATES_MANAGE,
         Permission.IPAM_READ,
         Permission.IPAM_MANAGE,
+        Permission.PLANS_MANAGE,
+        Permission.FLEET_SERVERS_READ,
+        Permission.FLEET_SERVERS_SUSPEND,
     },
     UserRole.SUPER_ADMIN: frozenset(Permission),
 }
