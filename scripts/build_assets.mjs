@@ -6,7 +6,7 @@
 //
 // To add a library, add its (source in node_modules, destination under vendor/) pairs to COPIES.
 
-import { copyFile, mkdir, rm, stat } from "node:fs/promises";
+import { cp, mkdir, rm, stat } from "node:fs/promises";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -21,6 +21,11 @@ const COPIES = [
   // The CSP build: the regular Alpine build evaluates attribute expressions with `new Function`,
   // which our script-src 'self' forbids.
   ["@alpinejs/csp/dist/cdn.min.js", "alpine-csp/alpine-csp.min.js"],
+  // noVNC's ES modules, loaded as they are by static/js/console.js (a directory is copied whole;
+  // core/ imports ../vendor/pako, so the two keep their relative places).
+  ["@novnc/novnc/core", "novnc/core"],
+  ["@novnc/novnc/vendor/pako", "novnc/vendor/pako"],
+  ["@novnc/novnc/LICENSE.txt", "novnc/LICENSE.txt"],
 ];
 
 async function exists(path) {
@@ -47,7 +52,7 @@ async function main() {
   for (const [source, destination] of COPIES) {
     const target = join(VENDOR, destination);
     await mkdir(dirname(target), { recursive: true });
-    await copyFile(join(MODULES, source), target);
+    await cp(join(MODULES, source), target, { recursive: true });
     console.log(`${source} -> ${relative(ROOT, target)}`);
   }
 }

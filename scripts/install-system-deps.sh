@@ -2,7 +2,7 @@
 # Installs the Debian/Ubuntu packages Corral needs, only those that are missing.
 #   scripts/install-system-deps.sh          what `make demo` needs: Python venv, Node.js and npm, and
 #                                           what pip needs to build libvirt-python (headers, compiler)
-#   scripts/install-system-deps.sh --test   plus what the test suite needs: Chromium for browser
+#   scripts/install-system-deps.sh --test   plus what the test suite needs: ssh-keygen, Chromium for browser
 #                                           tests, and a running libvirt daemon with QEMU
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +24,8 @@ PY
 if [[ "${1:-}" == "--test" ]]; then
   [[ -x /usr/bin/chromium ]] || want+=(chromium)
   installed fonts-dejavu-core || want+=(fonts-dejavu-core)
+  # The SSH key tests make real keys and compare fingerprints with `ssh-keygen -lf`.
+  command -v ssh-keygen >/dev/null || want+=(openssh-client)
 fi
 
 if [[ ${#want[@]} -gt 0 ]]; then

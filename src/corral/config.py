@@ -124,6 +124,21 @@ class JobSettings(BaseModel):
     concurrency: int = Field(default=4, ge=1, le=64)
 
 
+class ServersSettings(BaseModel):
+    """Server cancellation (seed 000 sections 6.3 and 8.2)."""
+
+    # A grace-period cancellation runs this many days after it is asked for, revocable until then.
+    grace_days: int = Field(default=30, ge=0)
+    # An immediate cancellation runs after this delay and cannot be revoked.
+    immediate_delay_seconds: int = Field(default=300, ge=0)
+    # The cancellation processor gives up (and leaves the server to an operator) after this many
+    # failed deletions; each retry waits twice as long as the one before.
+    cancel_max_attempts: int = Field(default=6, ge=1)
+    cancel_retry_base_seconds: int = Field(default=60, ge=0)
+    # While a deletion job runs, the processor looks at it again after this long.
+    cancel_recheck_seconds: int = Field(default=30, ge=0)
+
+
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     format: Literal["json", "console"] = "json"
@@ -151,6 +166,7 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
+    servers: ServersSettings = Field(default_factory=ServersSettings)
 
     @field_validator("database_url")
     @classmethod

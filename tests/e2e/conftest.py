@@ -1,6 +1,6 @@
 """Browser fixtures: the panel served by a real uvicorn, driven by Debian's Chromium.
 
-- ``live_server``: base URL of a panel on a free 127.0.0.1 port, on its own fresh database.
+- ``live_server``: base URL of a panel on a free loopback port (as localhost), on its own fresh database.
 - ``browser``: one headless Chromium for the session (``/usr/bin/chromium``; never
   ``playwright install``).
 - ``new_page(**context_options)``: opens a page (own context, base URL set) whose console errors,
@@ -113,7 +113,7 @@ def serving(
     run_worker: bool = False,
     hooks: Sequence[Callable[[FastAPI], None]] = (),
 ) -> Iterator[str]:
-    """Serve a panel on a free 127.0.0.1 port until the block ends; yields its base URL.
+    """Serve a panel on a free loopback port until the block ends; yields its base URL.
 
     ``hooks`` change the app before it starts (e.g. include a router app.py does not have yet).
     """
@@ -121,7 +121,9 @@ def serving(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    # "localhost", not the IP: passkeys need a domain for their relying party id, and browsers
+    # treat http://localhost as a secure context.
+    url = f"http://localhost:{sock.getsockname()[1]}"
     # Links and Origin checks use the public URL, which for this server is its own address.
     served = settings.model_copy(update={"web": settings.web.model_copy(update={"public_url": url})})
     app = create_app(served, database_url=database_url, run_worker=run_worker)
@@ -151,7 +153,7 @@ def live_database(fresh_database: Callable[[], URL]) -> URL:
 
 @pytest.fixture
 def live_server(settings: Settings, live_database: URL) -> Iterator[str]:
-    """Base URL (``http://127.0.0.1:<port>``) of a panel serving its own fresh database."""
+    """Base URL (``http://localhost:<port>``) of a panel serving its own fresh database."""
     with serving(settings, live_database) as url:
         yield url
 

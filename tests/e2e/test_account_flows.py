@@ -53,7 +53,7 @@ async def sign_in(page: Page, email: str, password: str) -> None:
     await page.goto("/login")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(password)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
 
 
 async def test_register_verify_sign_in_and_out(
@@ -95,7 +95,7 @@ async def test_register_verify_sign_in_and_out(
 
     await page.get_by_label("Email").fill("ada@example.com")
     await page.get_by_label("Password").fill(PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await expect(page).to_have_url(f"{mail_server.url}/dashboard")
     await expect(page.get_by_role("heading", level=1)).to_have_text("Welcome, Ada Lovelace")
     await shot(page, "account-dashboard.png")

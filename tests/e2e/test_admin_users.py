@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from playwright.async_api import Page, expect
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from corral.config import Settings
 from corral.models.users import UserRole
 from tests.e2e.conftest import PHONE, NewPage, PageProblems, artifact_path
 from tests.factories.users import DEFAULT_PASSWORD, create_user
+from tests.support.browser_passkeys import staff_sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -39,24 +41,39 @@ async def seeded(live_server: str, live_database: URL) -> AsyncIterator[None]:
         await engine.dispose()
 
 
+@pytest.fixture
+def boss_sign_in(
+    settings: Settings, live_database: URL, live_server: str
+) -> Callable[[Page], Awaitable[None]]:
+    """The super admin signs in with a passkey: a password session would act as a customer."""
+
+    async def sign_in(page: Page) -> None:
+        await staff_sign_in(page, settings, live_database, live_server, BOSS)
+
+    return sign_in
+
+
 async def _sign_in(page: Page, email: str) -> None:
     await page.goto("/login", wait_until="networkidle")
     await page.get_by_label("Email").fill(email)
     await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
+    await page.get_by_role("button", name="Sign in", exact=True).click()
     await expect(page).to_have_url(re.compile(r"/dashboard$"))
     await page.wait_for_function("() => window.htmx && window.Alpine && window.Corral")
 
 
 async def test_a_super_admin_finds_a_user_and_blocks_them(
-    seeded: None, new_page: NewPage, page_problems: PageProblems
+    seeded: None,
+    boss_sign_in: Callable[[Page], Awaitable[None]],
+    new_page: NewPage,
+    page_problems: PageProblems,
 ) -> None:
     # Mallory is signed in elsewhere when she is blocked.
     mallory = await new_page()
     await _sign_in(mallory, TARGET)
 
     page = await new_page()
-    await _sign_in(page, BOSS)
+    await boss_sign_in(page)
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Users").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Users")
     await expect(page.get_by_test_id("user-row")).to_have_count(5)
@@ -101,9 +118,14 @@ async def test_a_super_admin_finds_a_user_and_blocks_them(
     page_problems.assert_clean()
 
 
-async def test_the_user_list_on_a_phone(seeded: None, new_page: NewPage, page_problems: PageProblems) -> None:
+async def test_the_user_list_on_a_phone(
+    seeded: None,
+    boss_sign_in: Callable[[Page], Awaitable[None]],
+    new_page: NewPage,
+    page_problems: PageProblems,
+) -> None:
     page = await new_page(viewport=PHONE, device_scale_factor=2, is_mobile=True, has_touch=True)
-    await _sign_in(page, BOSS)
+    await boss_sign_in(page)
     await page.goto("/admin/users", wait_until="networkidle")
 
     await expect(page.get_by_test_id("user-row")).to_have_count(5)
@@ -114,10 +136,13 @@ async def test_the_user_list_on_a_phone(seeded: None, new_page: NewPage, page_pr
 
 
 async def test_approving_from_the_pending_list(
-    seeded: None, new_page: NewPage, page_problems: PageProblems
+    seeded: None,
+    boss_sign_in: Callable[[Page], Awaitable[None]],
+    new_page: NewPage,
+    page_problems: PageProblems,
 ) -> None:
     page = await new_page()
-    await _sign_in(page, BOSS)
+    await boss_sign_in(page)
     await page.goto("/admin/users", wait_until="networkidle")
     await page.get_by_test_id("pending-link").click()
     await expect(page.get_by_test_id("user-row")).to_have_count(1)

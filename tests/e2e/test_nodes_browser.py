@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import expect
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -25,7 +25,8 @@ from tests.factories.nodes import (
     create_template,
     put_template_on,
 )
-from tests.factories.users import DEFAULT_PASSWORD, create_user
+from tests.factories.users import create_user
+from tests.support.browser_passkeys import staff_sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -67,22 +68,17 @@ async def seeded(live_server: str, live_database: URL, settings: Settings) -> As
         await engine.dispose()
 
 
-async def _sign_in(page: Page) -> None:
-    await page.goto("/login", wait_until="networkidle")
-    await page.get_by_label("Email").fill(OPERATOR)
-    await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page).to_have_url(re.compile(r"/dashboard$"))
-    await page.wait_for_function("() => window.htmx && window.Alpine && window.Corral")
-
-
 async def test_an_operator_adds_a_node_after_testing_the_connection(
     seeded: None,
     new_page: NewPage,
     page_problems: PageProblems,
+    settings: Settings,
+    live_database: URL,
+    live_server: str,
 ) -> None:
     page = await new_page()
-    await _sign_in(page)
+    # Operators act only from a passkey session (a password session has customer access).
+    await staff_sign_in(page, settings, live_database, live_server, OPERATOR)
 
     await page.goto("/admin/nodes", wait_until="networkidle")
     await expect(page.get_by_role("heading", level=1)).to_have_text("Nodes")

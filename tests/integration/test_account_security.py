@@ -16,7 +16,7 @@ from corral.kit.clock import utcnow
 from corral.models.auth import ApiToken, UserSession
 from corral.models.users import User, UserRole
 from tests.factories.users import DEFAULT_PASSWORD, create_user
-from tests.support.auth import ORIGIN, page_token, sign_in
+from tests.support.auth import ORIGIN, page_token, passkey_sign_in, sign_in
 
 PAGE = "/account/security"
 FIREFOX = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0"
@@ -211,7 +211,12 @@ async def test_the_form_offers_only_the_scopes_the_role_holds(
     assert 'value="users:read"' not in customer_page
 
     async with browser(client, FIREFOX) as admin_browser:
-        await signed_in(admin_browser, db, role=UserRole.SUPER_ADMIN.value)
+        admin = await create_user(db, role=UserRole.SUPER_ADMIN.value)
+        # A password session of a super-admin acts as a customer: it is offered customer scopes.
+        assert (await sign_in(admin_browser, admin.email, DEFAULT_PASSWORD)).status_code == 303
+        assert 'value="users:read"' not in (await admin_browser.get(PAGE)).text
+        admin_browser.cookies.clear()
+        await passkey_sign_in(admin_browser, db, admin)
         admin_page = (await admin_browser.get(PAGE)).text
     assert 'value="users:read"' in admin_page
 

@@ -15,15 +15,15 @@ from corral.ipam import ipam
 from corral.models.audit import AuditEvent
 from corral.models.users import UserRole
 from tests.factories.fleet import create_ip_pool, create_location, create_server
-from tests.integration.test_ipam_support import Staff, staff_for
+from tests.support.admin import People, people_for
 from tests.support.auth import ORIGIN
 
 API = "/api/v1/admin/ip-pools"
 
 
 @pytest.fixture
-async def staff(app: FastAPI, db: AsyncSession) -> AsyncIterator[Staff]:
-    async with staff_for(app, db) as staff:
+async def staff(app: FastAPI, db: AsyncSession) -> AsyncIterator[People]:
+    async with people_for(app, db) as staff:
         yield staff
 
 
@@ -44,7 +44,7 @@ async def test_anonymous_callers_are_asked_to_authenticate(client: httpx.AsyncCl
     assert response.json()["code"] == "not_authenticated"
 
 
-async def test_customers_get_nothing(staff: Staff, db: AsyncSession) -> None:
+async def test_customers_get_nothing(staff: People, db: AsyncSession) -> None:
     customer = await staff.sign_in(UserRole.CUSTOMER)
     location = await create_location(db)
     pool = await create_ip_pool(db, location=location)
@@ -62,7 +62,7 @@ async def test_customers_get_nothing(staff: Staff, db: AsyncSession) -> None:
         assert response.json()["code"] == "missing_permission"
 
 
-async def test_support_reads_but_cannot_change(staff: Staff, db: AsyncSession) -> None:
+async def test_support_reads_but_cannot_change(staff: People, db: AsyncSession) -> None:
     support = await staff.sign_in(UserRole.SUPPORT)
     location = await create_location(db)
     pool = await create_ip_pool(db, location=location)
@@ -76,7 +76,7 @@ async def test_support_reads_but_cannot_change(staff: Staff, db: AsyncSession) -
     assert (await support.send_json("DELETE", f"{API}/{pool.id}")).status_code == 403
 
 
-async def test_operators_manage_pools_and_every_change_is_audited(staff: Staff, db: AsyncSession) -> None:
+async def test_operators_manage_pools_and_every_change_is_audited(staff: People, db: AsyncSession) -> None:
     operator = await staff.sign_in(UserRole.OPERATOR)
     location = await create_location(db, slug="syd1")
 
@@ -146,7 +146,7 @@ async def test_operators_manage_pools_and_every_change_is_audited(staff: Staff, 
     ],
 )
 async def test_invalid_pools_are_a_422_naming_the_field(
-    staff: Staff, db: AsyncSession, fields: dict[str, Any], field: str, message: str
+    staff: People, db: AsyncSession, fields: dict[str, Any], field: str, message: str
 ) -> None:
     operator = await staff.sign_in(UserRole.OPERATOR)
     location = await create_location(db)
@@ -161,7 +161,7 @@ async def test_invalid_pools_are_a_422_naming_the_field(
     assert error["message"].startswith(message)
 
 
-async def test_conflicts_are_409_with_a_code(staff: Staff, db: AsyncSession) -> None:
+async def test_conflicts_are_409_with_a_code(staff: People, db: AsyncSession) -> None:
     operator = await staff.sign_in(UserRole.OPERATOR)
     location = await create_location(db)
     existing = await create_ip_pool(db, location=location, network="203.0.113.0/24", name="taken")
@@ -182,7 +182,7 @@ async def test_conflicts_are_409_with_a_code(staff: Staff, db: AsyncSession) -> 
     assert unknown_location.json()["details"] == {"fields": {"location_id": "Choose one of the locations."}}
 
 
-async def test_delete_is_refused_while_addresses_are_allocated(staff: Staff, db: AsyncSession) -> None:
+async def test_delete_is_refused_while_addresses_are_allocated(staff: People, db: AsyncSession) -> None:
     operator = await staff.sign_in(UserRole.OPERATOR)
     location = await create_location(db)
     pool = await create_ip_pool(db, location=location, network="203.0.113.0/29")
@@ -198,7 +198,7 @@ async def test_delete_is_refused_while_addresses_are_allocated(staff: Staff, db:
     assert (await operator.send_json("DELETE", f"{API}/{pool.id}")).status_code == 204
 
 
-async def test_utilisation_and_addresses_show_who_holds_what(staff: Staff, db: AsyncSession) -> None:
+async def test_utilisation_and_addresses_show_who_holds_what(staff: People, db: AsyncSession) -> None:
     support = await staff.sign_in(UserRole.SUPPORT)
     location = await create_location(db)
     pool = await create_ip_pool(db, location=location, network="203.0.113.0/29", reserved=("203.0.113.6",))
@@ -226,13 +226,13 @@ async def test_utilisation_and_addresses_show_who_holds_what(staff: Staff, db: A
     assert bad_state.status_code == 422
 
 
-async def test_an_unknown_pool_is_404(staff: Staff) -> None:
+async def test_an_unknown_pool_is_404(staff: People) -> None:
     support = await staff.sign_in(UserRole.SUPPORT)
     response = await support.send_json("GET", f"{API}/999999999")
     assert (response.status_code, response.json()["code"]) == (404, "ip_pool_not_found")
 
 
-async def test_the_api_refuses_forged_cookie_requests(staff: Staff, db: AsyncSession) -> None:
+async def test_the_api_refuses_forged_cookie_requests(staff: People, db: AsyncSession) -> None:
     operator = await staff.sign_in(UserRole.OPERATOR)
     location = await create_location(db)
     body = _body(location.id)

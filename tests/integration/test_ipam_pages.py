@@ -16,14 +16,14 @@ from corral.ipam import ipam
 from corral.models.ipam import IpAddress, IpPool
 from corral.models.users import UserRole
 from tests.factories.fleet import create_ip_pool, create_location, create_server
-from tests.integration.test_ipam_support import Staff, staff_for
+from tests.support.admin import People, people_for
 
 PAGES = "/admin/ip-pools"
 
 
 @pytest.fixture
-async def staff(app: FastAPI, db: AsyncSession) -> AsyncIterator[Staff]:
-    async with staff_for(app, db) as staff:
+async def staff(app: FastAPI, db: AsyncSession) -> AsyncIterator[People]:
+    async with people_for(app, db) as staff:
         yield staff
 
 
@@ -50,7 +50,7 @@ async def _pool_named(db: AsyncSession, name: str) -> IpPool | None:
     return (await db.scalars(statement)).first()
 
 
-async def test_the_list_shows_utilisation_per_pool(staff: Staff, db: AsyncSession) -> None:
+async def test_the_list_shows_utilisation_per_pool(staff: People, db: AsyncSession) -> None:
     support = await staff.sign_in(UserRole.SUPPORT)
     location = await create_location(db, name="Sydney", slug="syd1")
     pool = await create_ip_pool(db, location=location, network="203.0.113.0/29", name="syd1-v4")
@@ -79,7 +79,7 @@ async def test_the_list_shows_utilisation_per_pool(staff: Staff, db: AsyncSessio
 
 
 async def test_customers_cannot_see_the_pages_and_support_cannot_change_anything(
-    staff: Staff, db: AsyncSession
+    staff: People, db: AsyncSession
 ) -> None:
     customer = await staff.sign_in(UserRole.CUSTOMER)
     support = await staff.sign_in(UserRole.SUPPORT)
@@ -100,7 +100,7 @@ async def test_customers_cannot_see_the_pages_and_support_cannot_change_anything
     assert await _pool_named(db, "untouched") is not None
 
 
-async def test_an_operator_creates_a_pool_with_the_form(staff: Staff, db: AsyncSession) -> None:
+async def test_an_operator_creates_a_pool_with_the_form(staff: People, db: AsyncSession) -> None:
     operator = await staff.sign_in(UserRole.OPERATOR)
     location = await create_location(db, name="Sydney")
 
@@ -137,7 +137,7 @@ async def test_an_operator_creates_a_pool_with_the_form(staff: Staff, db: AsyncS
     ],
 )
 async def test_a_refused_form_comes_back_with_the_message_next_to_the_field(
-    staff: Staff, db: AsyncSession, fields: dict[str, str], field: str, message: str
+    staff: People, db: AsyncSession, fields: dict[str, str], field: str, message: str
 ) -> None:
     operator = await staff.sign_in(UserRole.OPERATOR)
     location = await create_location(db)
@@ -153,7 +153,7 @@ async def test_a_refused_form_comes_back_with_the_message_next_to_the_field(
 
 
 async def test_a_taken_name_or_overlapping_network_is_shown_on_the_form(
-    staff: Staff, db: AsyncSession
+    staff: People, db: AsyncSession
 ) -> None:
     operator = await staff.sign_in(UserRole.OPERATOR)
     location = await create_location(db)
@@ -173,7 +173,7 @@ async def test_a_taken_name_or_overlapping_network_is_shown_on_the_form(
     assert "overlaps the pool existing (203.0.113.0/24)" in message
 
 
-async def test_editing_a_pool(staff: Staff, db: AsyncSession) -> None:
+async def test_editing_a_pool(staff: People, db: AsyncSession) -> None:
     operator = await staff.sign_in(UserRole.OPERATOR)
     location = await create_location(db)
     pool = await create_ip_pool(
@@ -211,7 +211,9 @@ async def test_editing_a_pool(staff: Staff, db: AsyncSession) -> None:
     assert [str(s) for s in changed.dns_servers] == ["9.9.9.9", "149.112.112.112"]
 
 
-async def test_deleting_a_pool_asks_first_and_waits_until_it_is_empty(staff: Staff, db: AsyncSession) -> None:
+async def test_deleting_a_pool_asks_first_and_waits_until_it_is_empty(
+    staff: People, db: AsyncSession
+) -> None:
     operator = await staff.sign_in(UserRole.OPERATOR)
     location = await create_location(db)
     pool = await create_ip_pool(db, location=location, network="203.0.113.0/29", name="doomed")
@@ -240,7 +242,7 @@ async def test_deleting_a_pool_asks_first_and_waits_until_it_is_empty(staff: Sta
     assert await _pool_named(db, "doomed") is None
 
 
-async def test_the_address_table_filters_and_pages_with_htmx(staff: Staff, db: AsyncSession) -> None:
+async def test_the_address_table_filters_and_pages_with_htmx(staff: People, db: AsyncSession) -> None:
     support = await staff.sign_in(UserRole.SUPPORT)
     location = await create_location(db)
     pool = await create_ip_pool(db, location=location, network="10.9.0.0/23")
@@ -278,7 +280,7 @@ def _counting(engine: AsyncEngine) -> Iterator[list[str]]:
 
 
 async def test_the_list_costs_the_same_few_queries_for_1_pool_or_8(
-    staff: Staff, db: AsyncSession, engine: AsyncEngine
+    staff: People, db: AsyncSession, engine: AsyncEngine
 ) -> None:
     support = await staff.sign_in(UserRole.SUPPORT)
     location = await create_location(db)

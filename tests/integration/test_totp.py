@@ -216,6 +216,20 @@ async def test_enrol_over_http(db: AsyncSession, totp_app: FastAPI, client: http
     assert 'data-testid="totp-enabled"' in again.text
     assert codes[0] not in again.text
 
+    # The app is now the account's strongest factor: the password sign-in no longer counts as a
+    # step-up, so new codes are refused until a code (here a recovery code) is given again.
+    stale = await client.post(
+        "/account/security/totp/recovery-codes", data={"csrf_token": token}, headers=ORIGIN
+    )
+    assert stale.status_code == 403
+    assert stale.headers["x-corral-step-up"] == "required"
+    stepped = await client.post(
+        "/step-up/code",
+        data={"csrf_token": token, "code": codes[0], "next": "/account/security/totp"},
+        headers=ORIGIN,
+    )
+    assert stepped.status_code == 303
+
     regenerated = await client.post(
         "/account/security/totp/recovery-codes", data={"csrf_token": token}, headers=ORIGIN
     )

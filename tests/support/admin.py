@@ -14,8 +14,10 @@ from fastapi.routing import iter_route_contexts
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.models.users import User, UserRole, UserStatus
+from corral.rbac.permissions import STAFF_ROLES
 from tests.factories.users import DEFAULT_PASSWORD, create_user
-from tests.support.auth import ORIGIN, page_token, sign_in
+from tests.support.auth import ORIGIN, page_token, passkey_sign_in, sign_in
+from tests.support.authenticator import SoftwareAuthenticator
 
 BASE_URL = "https://panel.test"
 SESSION_COOKIE = "__Host-corral_session"
@@ -35,6 +37,8 @@ class Person:
     user: User
     client: httpx.AsyncClient
     csrf: str = ""
+    # The software authenticator holding a staff member's passkey (None for customers).
+    authenticator: SoftwareAuthenticator | None = None
 
     def headers(self, *, htmx: bool = False) -> dict[str, str]:
         """What a page's own htmx request or fetch sends: Origin and the CSRF header."""
@@ -53,6 +57,9 @@ class Person:
     async def post_json(self, path: str, body: Any = None) -> httpx.Response:
         return await self.client.post(path, json=body, headers=self.headers())
 
+    async def send_json(self, method: str, path: str, body: Any = None) -> httpx.Response:
+        return await self.client.request(method, path, json=body, headers=self.headers())
+
 
 @dataclass
 class People:
@@ -68,9 +75,14 @@ class People:
     async def sign_in(self, role: UserRole | str = UserRole.CUSTOMER, **overrides: Any) -> Person:
         user = await create_user(self.db, role=str(role), **overrides)
         client = await self.client()
-        response = await sign_in(client, user.email, DEFAULT_PASSWORD)
-        assert response.status_code == 303, response.text[:300]
-        person = Person(user=user, client=client, csrf=await page_token(client))
+        authenticator = None
+        if str(role) in STAFF_ROLES:
+            # Staff act only from a passkey session with a fresh step-up (issue 4).
+            authenticator = await passkey_sign_in(client, self.db, user)
+        else:
+            response = await sign_in(client, user.email, DEFAULT_PASSWORD)
+            assert response.status_code == 303, response.text[:300]
+        person = Person(user=user, client=client, csrf=await page_token(client), authenticator=authenticator)
         self.made.append(person)
         return person
 

@@ -5,6 +5,13 @@ from __future__ import annotations
 import re
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from corral.auth.passkeys import passkeys
+from corral.auth.principal import Principal
+from corral.models.users import User
+from corral.rbac.permissions import permissions_for
+from tests.support.authenticator import SoftwareAuthenticator
 
 ORIGIN = {"Origin": "https://panel.test"}
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -37,3 +44,28 @@ async def page_token(client: httpx.AsyncClient, path: str = "/dashboard") -> str
     match = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
     assert match is not None, f"no csrf meta tag on {path}"
     return match.group(1)
+
+
+async def passkey_sign_in(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    user: User,
+    authenticator: SoftwareAuthenticator | None = None,
+) -> SoftwareAuthenticator:
+    """Give ``user`` a passkey on a software authenticator and sign in with it through the pages'
+    own endpoints, as the passkeys script does; the session is a passkey one with a fresh step-up."""
+    authenticator = authenticator or SoftwareAuthenticator()
+    if not authenticator.credentials:
+        principal = Principal.of(user, permissions_for(user.role))
+        options = await passkeys.registration_options(db, principal)
+        await passkeys.finish_registration(db, principal, authenticator.create(options), name="Test key")
+    token = await form_token(client, "/login")
+    headers = {**ORIGIN, "X-CSRF-Token": token}
+    options_response = await client.post("/login/passkey/options", json={}, headers=headers)
+    assert options_response.status_code == 200, options_response.text[:300]
+    assertion = authenticator.get(options_response.json())
+    signed_in = await client.post(
+        "/login/passkey", json={"credential": assertion, "next": "/dashboard"}, headers=headers
+    )
+    assert signed_in.status_code == 200, signed_in.text[:300]
+    return authenticator

@@ -55,7 +55,7 @@ class StoredCredential:
     sign_count: int
 
 
-def _cose_public_key(key: ec.EllipticCurvePrivateKey) -> bytes:
+def cose_public_key(key: ec.EllipticCurvePrivateKey) -> bytes:
     numbers = key.public_key().public_numbers()
     return cbor2.dumps(
         {
@@ -138,7 +138,7 @@ class SoftwareAuthenticator:
             + ZERO_AAGUID
             + struct.pack(">H", len(credential_id))
             + credential_id
-            + _cose_public_key(key)
+            + cose_public_key(key)
         )
         attestation_object = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
         client_data = self._client_data("webauthn.create", options["challenge"], origin)

@@ -127,9 +127,11 @@ def test_the_periodic_registry_holds_the_expected_schedules() -> None:
     assert schedules == {
         ("audit.checkpoint", ""): "0 * * * *",  # hourly
         ("jobs.prune", ""): "17 3 * * *",  # daily
+        ("auth.prune_challenges", ""): "41 * * * *",  # hourly, expired sign-in challenges
         ("jobs.recover_stalled", ""): "* * * * *",  # every minute
         ("nodes.health_check_all", ""): "* * * * *",  # every minute, one check per node
         ("servers.reconcile", ""): "* * * * *",  # every minute, one reconcile per node
+        ("servers.process_cancellations", ""): "* * * * * */30",  # every 30 seconds
     }
     assert len(PERIODIC) == len(schedules)
     for periodic in app.periodic_registry.periodic_tasks.values():

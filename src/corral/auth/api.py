@@ -58,6 +58,8 @@ router = APIRouter(
 
 SessionsManager = Annotated[Principal, require(Permission.SESSIONS_MANAGE)]
 TokensManager = Annotated[Principal, require(Permission.TOKENS_MANAGE)]
+# Creating a token hands out a credential: it needs a fresh step-up, and a browser session.
+TokenCreator = Annotated[Principal, require(Permission.TOKENS_MANAGE, step_up=True)]
 # Ids are bigint; anything outside that range can name no row and must not reach the database.
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
@@ -104,7 +106,7 @@ async def list_tokens(session: DbSession, principal: TokensManager) -> list[ApiT
     },
 )
 async def create_token(
-    session: DbSession, principal: TokensManager, body: ApiTokenCreate, response: Response
+    session: DbSession, principal: TokenCreator, body: ApiTokenCreate, response: Response
 ) -> ApiTokenCreated:
     """Make a personal access token. The secret is in this response only: store it now.
     Scopes must be permissions you hold; a token may create tokens, but never broader than itself."""

@@ -22,13 +22,19 @@ _PENDING = "corral_pending_cookies"
 class CookieNames:
     session: str
     anonymous: str
+    # Names a password sign-in waiting for its second factor (five minutes).
+    second_factor: str
 
 
 def cookie_names(settings: Settings) -> CookieNames:
     # The __Host- prefix makes browsers refuse the cookie unless it is Secure, host-only and Path=/,
     # so a sibling subdomain cannot plant one.
     prefix = "__Host-" if settings.web.secure_cookies else ""
-    return CookieNames(session=f"{prefix}corral_session", anonymous=f"{prefix}corral_anon")
+    return CookieNames(
+        session=f"{prefix}corral_session",
+        anonymous=f"{prefix}corral_anon",
+        second_factor=f"{prefix}corral_2fa",
+    )
 
 
 @dataclass(frozen=True)

@@ -23,12 +23,13 @@ from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.auth.cookies import cookie_names, set_cookie
-from corral.auth.errors import CsrfRejected, MissingPermission, NotAuthenticated
+from corral.auth.errors import CsrfRejected, ElevationWithheld, MissingPermission, NotAuthenticated
 from corral.auth.principal import Principal
 from corral.auth.secrets import keyed_digest, new_secret, same
 from corral.auth.service import auth
+from corral.auth.step_up import step_up as step_up_service
 from corral.config import Settings
-from corral.rbac.permissions import Permission
+from corral.rbac.permissions import STAFF_PERMISSIONS, Permission
 from corral.web.deps import DbSession
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -139,8 +140,13 @@ def _mark(dependency: Callable[..., Awaitable[Any]], access: tuple[str, ...]) ->
     setattr(dependency, ACCESS_ATTRIBUTE, access)
 
 
-def require(*permissions: Permission) -> Any:
-    """A dependency admitting only a signed-in principal holding every one of ``permissions``."""
+def require(*permissions: Permission, step_up: bool = False) -> Any:
+    """A dependency admitting only a signed-in principal holding every one of ``permissions``.
+
+    Sensitive routes pass ``step_up=True``: they also need a recent step-up (auth.step_up). Any
+    unsafe request to a route needing a staff permission needs a recent passkey step-up anyway.
+    """
+    staff = any(permission in STAFF_PERMISSIONS for permission in permissions)
 
     async def dependency(request: Request, session: DbSession) -> Principal:
         principal = await resolve_principal(request, session)
@@ -148,7 +154,11 @@ def require(*permissions: Permission) -> Any:
             raise NotAuthenticated()
         await enforce_csrf(request, principal)
         if not all(principal.can(permission) for permission in permissions):
+            if principal.elevation_withheld:
+                raise ElevationWithheld()
             raise MissingPermission()
+        if step_up or (staff and request.method not in SAFE_METHODS):
+            await step_up_service.ensure(session, principal, staff_action=staff)
         return principal
 
     _mark(dependency, ("permission", *permissions))

@@ -19,6 +19,14 @@ class MissingPermission(Forbidden):
     default_message = "Your account does not have permission to do that."
 
 
+class ElevationWithheld(MissingPermission):
+    code = "passkey_sign_in_required"
+    default_message = (
+        "Staff tools need a sign-in with a passkey: you signed in with a password, so this session "
+        "has customer access only. Sign out and sign in with your passkey."
+    )
+
+
 class SessionNotFound(NotFound):
     code = "session_not_found"
     default_message = "That session does not exist or has already ended."

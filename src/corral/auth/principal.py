@@ -29,6 +29,10 @@ class Principal:
     session: UserSession | None = None
     token: ApiToken | None = None
     token_prefix: str | None = None
+    # An operator or super-admin signed in without a passkey: acting with customer permissions.
+    elevation_withheld: bool = False
+    # The panel requires customers to have a second factor and this one has none yet.
+    must_enrol_second_factor: bool = False
 
     @classmethod
     def of(
@@ -38,6 +42,8 @@ class Principal:
         *,
         session: UserSession | None = None,
         token: ApiToken | None = None,
+        elevation_withheld: bool = False,
+        must_enrol_second_factor: bool = False,
     ) -> Principal:
         return cls(
             user_id=user.id,
@@ -49,6 +55,8 @@ class Principal:
             session=session,
             token=token,
             token_prefix=token.prefix if token is not None else None,
+            elevation_withheld=elevation_withheld,
+            must_enrol_second_factor=must_enrol_second_factor,
         )
 
     def can(self, permission: Permission | str) -> bool:

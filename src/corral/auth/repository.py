@@ -10,10 +10,11 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.models.auth import ApiToken, AuthLockout, SignInAttempt, UserSession, UserToken
+from corral.models.mfa import Passkey, TotpFactor, WebAuthnChallenge
 from corral.models.users import User
 
 
@@ -174,3 +175,35 @@ async def api_token_name_in_use(session: AsyncSession, user_id: int, name: str, 
 async def count_usable_api_tokens(session: AsyncSession, user_id: int, now: datetime) -> int:
     statement = select(func.count()).select_from(ApiToken).where(*_usable_api_token(user_id, now))
     return int((await session.execute(statement)).scalar_one())
+
+
+async def second_factors(session: AsyncSession, user_id: int) -> tuple[int, bool]:
+    """(number of passkeys, whether a confirmed authenticator app exists) for one user."""
+    passkey_count = select(func.count()).select_from(Passkey).where(Passkey.user_id == user_id)
+    totp_confirmed = exists().where(TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None))
+    row = (await session.execute(select(passkey_count.scalar_subquery(), totp_confirmed))).one()
+    return int(row[0]), bool(row[1])
+
+
+async def prune_challenges(session: AsyncSession, older_than: datetime) -> int:
+    """Delete WebAuthn and sign-in challenges that expired before ``older_than``."""
+    result = await session.execute(delete(WebAuthnChallenge).where(WebAuthnChallenge.expires_at < older_than))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def live_second_factor_challenge(
+    session: AsyncSession, challenge_hash: str, purpose: str, now: datetime, max_attempts: int
+) -> WebAuthnChallenge | None:
+    """The live, unused second-factor challenge with this hash, locked for this transaction."""
+    statement = (
+        select(WebAuthnChallenge)
+        .where(
+            WebAuthnChallenge.challenge_hash == challenge_hash,
+            WebAuthnChallenge.purpose == purpose,
+            WebAuthnChallenge.used_at.is_(None),
+            WebAuthnChallenge.expires_at > now,
+            WebAuthnChallenge.attempts < max_attempts,
+        )
+        .with_for_update()
+    )
+    return (await session.execute(statement)).scalar_one_or_none()

@@ -39,6 +39,8 @@ PAGE = "account/security.html"
 HERE = "/account/security"
 SessionsManager = Annotated[Principal, require(Permission.SESSIONS_MANAGE)]
 TokensManager = Annotated[Principal, require(Permission.TOKENS_MANAGE)]
+# Creating a token hands out a credential: it needs a fresh step-up, and a browser session.
+TokenCreator = Annotated[Principal, require(Permission.TOKENS_MANAGE, step_up=True)]
 # Ids are bigint; anything outside that range can name no row and must not reach the database.
 RowId = Annotated[int, Path(ge=1, le=2**63 - 1)]
 
@@ -164,7 +166,7 @@ async def sign_out_others(request: Request, session: DbSession, principal: Sessi
 async def create_token(
     request: Request,
     session: DbSession,
-    principal: TokensManager,
+    principal: TokenCreator,
     name: Annotated[str, Form(max_length=500)] = "",
     scopes: Annotated[list[str], Form()] = [],  # noqa: B006 (FastAPI copies defaults)
     expires_in_days: Annotated[str, Form(max_length=10)] = str(API_TOKEN_DEFAULT_DAYS),

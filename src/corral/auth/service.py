@@ -19,14 +19,18 @@ from corral.auth import repository
 from corral.auth.errors import SessionNotFound
 from corral.auth.principal import Principal
 from corral.auth.secrets import new_secret, secret_hash
+from corral.auth.step_up import StepUpMethod, factors_of
 from corral.auth.throttle import throttle
+from corral.auth.totp import totp
 from corral.db.session import settings_of
 from corral.kit.actors import Actor
 from corral.kit.clock import utcnow
 from corral.models.auth import AuthLockout, AuthMethod, LockoutScope, SignInAttempt, UserSession
-from corral.models.users import User, UserStatus
+from corral.models.mfa import WebAuthnChallenge
+from corral.models.users import User, UserRole, UserStatus
 from corral.notifications.service import mailer
-from corral.rbac.permissions import parse_scopes, permissions_for
+from corral.panel_settings.service import panel_settings
+from corral.rbac.permissions import ENROLMENT_PERMISSIONS, PASSKEY_ONLY_ROLES, parse_scopes, permissions_for
 from corral.users import repository as users_repository
 from corral.users.passwords import hash_password, needs_rehash, verify_password
 
@@ -39,7 +43,14 @@ _DUMMY_HASH = (
 LAST_SEEN_RESOLUTION = timedelta(seconds=60)
 MAX_USER_AGENT = 400
 
-SignInStatus = Literal["ok", "invalid", "throttled", "unverified", "pending_approval", "blocked"]
+SignInStatus = Literal[
+    "ok", "invalid", "throttled", "unverified", "pending_approval", "blocked", "second_factor", "expired"
+]
+# A password sign-in of an account with an authenticator app waits this long for the code.
+SECOND_FACTOR_TTL = timedelta(minutes=5)
+SECOND_FACTOR_PURPOSE = "second_factor"
+# Wrong codes allowed against one pending sign-in before the password must be typed again.
+SECOND_FACTOR_MAX_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,8 @@ class SignInOutcome:
     user: User | None = None
     # The new session's secret, for the cookie. Only present when status is "ok".
     session_secret: str | None = None
+    # With status "second_factor": the secret naming the half-finished sign-in, for a short cookie.
+    pending_secret: str | None = None
     retry_after: datetime | None = None
 
 
@@ -113,17 +126,120 @@ class AuthService:
 
         if needs_rehash(stored_hash):
             user.password_hash = hash_password(password)
+        factors = await factors_of(session, user.id)
+        if factors.totp:
+            pending = await self._begin_second_factor(session, user)
+            return SignInOutcome(status="second_factor", user=user, pending_secret=pending)
+        # With no second factor the password is the account's strongest proof: a fresh step-up.
         secret = await self.start_session(
-            session, user, ip=ip, user_agent=user_agent, method=AuthMethod.PASSWORD
+            session,
+            user,
+            ip=ip,
+            user_agent=user_agent,
+            method=AuthMethod.PASSWORD,
+            step_up=None if factors.any else StepUpMethod.PASSWORD,
         )
+        await self._audit_sign_in(session, user, AuthMethod.PASSWORD, ip)
+        return SignInOutcome(status="ok", user=user, session_secret=secret)
+
+    async def _audit_sign_in(
+        self, session: AsyncSession, user: User, method: AuthMethod, ip: str | None
+    ) -> None:
         await audit.record(
             session,
             Actor.user(user.id, user.email, user.role),
             "auth.sign_in",
             target=Target(type="user", id=user.id),
-            payload={"method": AuthMethod.PASSWORD.value},
+            payload={"method": method.value},
             ip=ip,
         )
+
+    async def _begin_second_factor(self, session: AsyncSession, user: User) -> str:
+        secret = new_secret()
+        session.add(
+            WebAuthnChallenge(
+                challenge_hash=secret_hash(secret),
+                purpose=SECOND_FACTOR_PURPOSE,
+                user_id=user.id,
+                expires_at=utcnow() + SECOND_FACTOR_TTL,
+            )
+        )
+        await session.flush()
+        return secret
+
+    async def pending_second_factor(self, session: AsyncSession, secret: str) -> bool:
+        """Whether ``secret`` names a half-finished sign-in that may still be completed."""
+        found = await repository.live_second_factor_challenge(
+            session, secret_hash(secret), SECOND_FACTOR_PURPOSE, utcnow(), SECOND_FACTOR_MAX_ATTEMPTS
+        )
+        return found is not None
+
+    async def finish_second_factor(
+        self, session: AsyncSession, *, secret: str, code: str, ip: str | None, user_agent: str | None
+    ) -> SignInOutcome:
+        """Complete a password sign-in with an app code or a recovery code.
+
+        Wrong codes count as failed sign-ins for the lockout rules, like wrong passwords.
+        """
+        policy = settings_of(session).auth
+        now = utcnow()
+        pending = await repository.live_second_factor_challenge(
+            session, secret_hash(secret), SECOND_FACTOR_PURPOSE, now, SECOND_FACTOR_MAX_ATTEMPTS
+        )
+        user = await session.get(User, pending.user_id) if pending is not None and pending.user_id else None
+        if pending is None or user is None:
+            return SignInOutcome(status="expired")
+        refusal = await throttle.refusal(session, policy, email=user.email, ip=ip, now=now)
+        if refusal is not None:
+            await self._audit_failure(
+                session, user.email, ip, reason=f"locked:{refusal.scope.value}", user=user
+            )
+            return SignInOutcome(status="throttled", retry_after=refusal.until)
+        refused = self._status_refusal(user)
+        if refused is not None:
+            pending.used_at = now
+            return SignInOutcome(status=refused, user=user)
+        ok = await totp.check_second_factor(session, user.id, code, now=now)
+        if not ok:
+            pending.attempts += 1
+            session.add(
+                SignInAttempt(attempted_at=now, email=user.email, ip=ip, succeeded=False, user_id=user.id)
+            )
+            await session.flush()
+            locks = await throttle.after_failure(session, policy, email=user.email, ip=ip, now=now)
+            await self._audit_failure(session, user.email, ip, reason="bad_second_factor", user=user)
+            await self._report_locks(session, locks, user, user.email)
+            return SignInOutcome(status="invalid", user=user)
+        pending.used_at = now
+        factors = await factors_of(session, user.id)
+        session_secret = await self.start_session(
+            session,
+            user,
+            ip=ip,
+            user_agent=user_agent,
+            method=AuthMethod.PASSWORD_TOTP,
+            step_up=None if factors.passkeys else StepUpMethod.TOTP,
+        )
+        await self._audit_sign_in(session, user, AuthMethod.PASSWORD_TOTP, ip)
+        return SignInOutcome(status="ok", user=user, session_secret=session_secret)
+
+    async def sign_in_with_passkey(
+        self, session: AsyncSession, user: User, *, ip: str | None, user_agent: str | None
+    ) -> SignInOutcome:
+        """Start a session for the user a verified passkey assertion named (the strongest sign-in)."""
+        refused = self._status_refusal(user)
+        if refused is not None:
+            await self._audit_failure(session, user.email, ip, reason=refused, user=user)
+            return SignInOutcome(status=refused, user=user)
+        secret = await self.start_session(
+            session,
+            user,
+            ip=ip,
+            user_agent=user_agent,
+            method=AuthMethod.PASSKEY,
+            step_up=StepUpMethod.PASSKEY,
+        )
+        await self._audit_sign_in(session, user, AuthMethod.PASSKEY, ip)
         return SignInOutcome(status="ok", user=user, session_secret=secret)
 
     @staticmethod
@@ -187,8 +303,12 @@ class AuthService:
         ip: str | None,
         user_agent: str | None,
         method: AuthMethod,
+        step_up: StepUpMethod | None = None,
     ) -> str:
-        """A brand-new session (never a reused id); returns its secret for the cookie."""
+        """A brand-new session (never a reused id); returns its secret for the cookie.
+
+        ``step_up`` says the sign-in itself was a fresh proof by that method (see auth.step_up).
+        """
         policy = settings_of(session).auth
         now = utcnow()
         if policy.single_session:
@@ -204,6 +324,8 @@ class AuthService:
                 ip=ip,
                 user_agent=(user_agent or "")[:MAX_USER_AGENT] or None,
                 auth_method=method.value,
+                step_up_at=now if step_up is not None else None,
+                step_up_method=step_up.value if step_up is not None else None,
             )
         )
         await session.flush()
@@ -226,8 +348,24 @@ class AuthService:
             user_session.rotate_required = False
         if now - user_session.last_seen_at >= LAST_SEEN_RESOLUTION:
             user_session.last_seen_at = now
-        principal = Principal.of(user, permissions_for(user.role), session=user_session)
+        principal = await self._session_principal(session, user, user_session)
         return SessionAuth(principal=principal, rotated_secret=rotated)
+
+    async def _session_principal(
+        self, session: AsyncSession, user: User, user_session: UserSession
+    ) -> Principal:
+        """The session's permissions: the role's, unless the way it signed in is not strong enough."""
+        if user.role in PASSKEY_ONLY_ROLES and user_session.auth_method != AuthMethod.PASSKEY.value:
+            return Principal.of(
+                user, permissions_for(UserRole.CUSTOMER), session=user_session, elevation_withheld=True
+            )
+        if user.role == UserRole.CUSTOMER and user_session.auth_method == AuthMethod.PASSWORD.value:
+            required = (await panel_settings.current(session)).require_customer_2fa
+            if required and not (await factors_of(session, user.id)).any:
+                return Principal.of(
+                    user, ENROLMENT_PERMISSIONS, session=user_session, must_enrol_second_factor=True
+                )
+        return Principal.of(user, permissions_for(user.role), session=user_session)
 
     async def authenticate_token(self, session: AsyncSession, secret: str) -> Principal | None:
         found = await repository.api_token_with_user(session, secret_hash(secret))

@@ -215,6 +215,15 @@ class TotpService:
         await session.flush()
         return True
 
+    async def check_second_factor(
+        self, session: AsyncSession, user_id: int, code: str, *, now: datetime | None = None
+    ) -> bool:
+        """A fresh app code (six digits) or an unused recovery code (anything else), spent if valid."""
+        cleaned = code.strip().replace(" ", "")
+        if len(cleaned) == DIGITS and cleaned.isdigit():
+            return await self.verify(session, user_id, cleaned, now=now)
+        return await self.use_recovery_code(session, user_id, cleaned)
+
     async def use_recovery_code(self, session: AsyncSession, user_id: int, code: str) -> bool:
         """Spend one recovery code; each works exactly once."""
         # A single conditional UPDATE, so two requests with the same code cannot both succeed.

@@ -4,7 +4,8 @@ Plain form POSTs, so the pages work without JavaScript. Starting a setup is a PO
 writes). The secret and the recovery codes appear only in responses marked ``no-store``; the
 recovery codes only in the one response that created them.
 
-Regenerating codes and turning the app off will need a fresh second factor (step-up) later.
+Starting a setup, regenerating codes and turning the app off need a fresh step-up; confirming a
+setup does not (the first code proves the app, and the setup was started behind a step-up).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ router = APIRouter(prefix="/account/security/totp", include_in_schema=False)
 PAGE = "account/totp.html"
 HERE = "/account/security/totp"
 AccountUpdater = Annotated[Principal, require(Permission.ACCOUNT_UPDATE)]
+# Changing a second factor needs a fresh step-up (issue 4): enrol, confirm, new codes, turn off.
+FactorChanger = Annotated[Principal, require(Permission.ACCOUNT_UPDATE, step_up=True)]
 # Secrets and one-time codes must not be kept by the browser's or a proxy's cache.
 NO_STORE = {"Cache-Control": "no-store"}
 
@@ -79,7 +82,7 @@ async def totp_page(request: Request, session: DbSession, principal: AccountUpda
 
 
 @router.post("/enrol", response_class=HTMLResponse)
-async def totp_enrol(request: Request, session: DbSession, principal: AccountUpdater) -> HTMLResponse:
+async def totp_enrol(request: Request, session: DbSession, principal: FactorChanger) -> HTMLResponse:
     enrolment = await totp.begin_enrolment(session, principal)
     return await _page(request, session, principal, enrolment=enrolment)
 
@@ -100,13 +103,13 @@ async def totp_confirm(
 
 
 @router.post("/recovery-codes", response_class=HTMLResponse)
-async def totp_regenerate(request: Request, session: DbSession, principal: AccountUpdater) -> HTMLResponse:
+async def totp_regenerate(request: Request, session: DbSession, principal: FactorChanger) -> HTMLResponse:
     codes = await totp.regenerate_recovery_codes(session, principal)
     toast = Toast("New recovery codes made. The old ones no longer work.")
     return await _page(request, session, principal, codes=codes, toasts=[toast])
 
 
 @router.post("/disable")
-async def totp_disable(session: DbSession, principal: AccountUpdater) -> RedirectResponse:
+async def totp_disable(session: DbSession, principal: FactorChanger) -> RedirectResponse:
     await totp.disable(session, principal)
     return RedirectResponse(HERE, status_code=303)

@@ -176,7 +176,10 @@ def demo_command(host: Host = None, port: Port = None) -> None:
     """Serve the panel with demo data on the embedded defaults. Needs no configuration."""
     settings = with_address(load_settings(), host, port)
     loopback = is_loopback(settings.web.host)
-    public_url = f"http://{settings.web.host}:{settings.web.port}"
+    # On this machine the panel calls itself "localhost": passkeys need a domain name for their
+    # relying party (an IP address is refused by browsers), and localhost is a secure context.
+    name = "localhost" if loopback else settings.web.host
+    public_url = f"http://{name}:{settings.web.port}"
     # A browser may call the same loopback address by either name; both are this panel.
     trusted = (
         [f"http://{name}:{settings.web.port}" for name in ("localhost", "127.0.0.1")] if loopback else []

@@ -23,6 +23,7 @@ from corral.kit.logging import get_logger
 from corral.models.locations import Location
 from corral.models.nodes import Node, NodeStatus, NodeTemplate, OsTemplate
 from corral.models.servers import PowerState
+from corral.plans.demo import seed_demo_plans
 from corral.servers.hypervisor import open_driver
 from corral.servers.reconciler import POWER_STATES
 from corral.servers.tasks import build_spec
@@ -50,7 +51,7 @@ DEMO_TEMPLATES = (
 
 
 async def seed_demo_fleet(session: AsyncSession) -> None:
-    """Create the demo location, node, templates and pools that are missing (idempotent)."""
+    """Create the demo location, node, templates, plans and pools that are missing (idempotent)."""
     location = await repository.location_by_slug(session, "demo-1")
     if location is None:
         location = Location(slug="demo-1", name="Demo Region", country_code="AU")
@@ -84,6 +85,7 @@ async def seed_demo_fleet(session: AsyncSession) -> None:
         present = await repository.node_template(session, node.id, template.id)
         if present is None:
             session.add(NodeTemplate(node_id=node.id, template_id=template.id, image_ref=spec.volume))
+    await seed_demo_plans(session, location.id)
     for name, network, gateway, dns in (
         ("demo-ipv4", "192.0.2.0/24", "192.0.2.1", ["192.0.2.53"]),
         ("demo-ipv6", "2001:db8:c0::/64", "2001:db8:c0::1", ["2001:db8:c0::53"]),

@@ -56,7 +56,9 @@ TASK_MODULES: tuple[str, ...] = (
     "corral.jobs.tasks",
     "corral.jobs.periodic",
     "corral.notifications.tasks",
+    "corral.auth.tasks",
     "corral.servers.tasks",
+    "corral.servers.cancellation_tasks",
     "corral.nodes.tasks",
 )
 

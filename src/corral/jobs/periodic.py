@@ -58,11 +58,15 @@ PERIODIC: tuple[Periodic, ...] = (
     # Finished jobs older than 30 days, then the log lines of deleted jobs. Off the hour, when
     # other hourly work runs.
     Periodic("jobs.prune", cron="17 3 * * *"),
+    # Expired passkey and second-factor challenges (each lives five minutes).
+    Periodic("auth.prune_challenges", cron="41 * * * *"),
     # A worker that was killed leaves its jobs "doing", holding their locks; put them back.
     Periodic("jobs.recover_stalled", cron="* * * * *"),
     Periodic("nodes.health_check_all", cron="* * * * *"),  # queues one nodes.health_check per node
     # Compare every reachable node with the panel; queues one servers.reconcile_node per node.
     Periodic("servers.reconcile", cron="* * * * *"),
+    # Due server cancellations (seed 000 8.2); the sixth cron field is seconds.
+    Periodic("servers.process_cancellations", cron="* * * * * */30"),
 )
 
 

@@ -90,6 +90,15 @@ ROLE_PERMISSIONS: dict[UserRole, frozenset[Permission]] = {
 
 # Roles whose permissions reach other people's data or the fleet.
 STAFF_ROLES = frozenset({UserRole.SUPPORT, UserRole.BILLING, UserRole.OPERATOR, UserRole.SUPER_ADMIN})
+# Roles that hold their permissions only in a session signed in with a passkey (seed 003: a
+# stolen password alone must never grant privileged access). Otherwise they act as a customer.
+PASSKEY_ONLY_ROLES = frozenset({UserRole.OPERATOR, UserRole.SUPER_ADMIN})
+# Permissions reaching beyond one's own account: every unsafe use needs a passkey step-up.
+STAFF_PERMISSIONS = frozenset(Permission) - ROLE_PERMISSIONS[UserRole.CUSTOMER]
+# What a customer may do before enrolling a second factor, when the panel requires one.
+ENROLMENT_PERMISSIONS = frozenset(
+    {Permission.ACCOUNT_READ, Permission.ACCOUNT_UPDATE, Permission.SESSIONS_MANAGE}
+)
 
 
 def permissions_for(role: str) -> frozenset[Permission]:

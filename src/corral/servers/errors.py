@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from corral.kit.errors import Conflict, NotFound
+from corral.kit.errors import Conflict, NotFound, ValidationFailed
 
 
 class ServerNotFound(NotFound):
@@ -26,3 +26,65 @@ class InvalidServerState(Conflict):
 class TemplateNotOffered(Conflict):
     code = "template_not_offered"
     default_message = "That operating system is not available where this server runs."
+
+
+class ServerSuspended(Conflict):
+    """Staff suspended the server: the owner may look, not act (power, console, reinstall)."""
+
+    code = "server_suspended"
+    default_message = "This server is suspended."
+
+    @classmethod
+    def because(cls, reason: str | None) -> ServerSuspended:
+        return cls(f"This server is suspended: {reason}" if reason else None)
+
+
+class AlreadySuspended(Conflict):
+    code = "server_already_suspended"
+    default_message = "This server is already suspended."
+
+
+class NotSuspended(Conflict):
+    code = "server_not_suspended"
+    default_message = "This server is not suspended."
+
+
+class CancellationExists(Conflict):
+    code = "cancellation_exists"
+    default_message = "This server is already cancelled."
+
+
+class CancellationNotRevocable(Conflict):
+    code = "cancellation_not_revocable"
+    default_message = "This cancellation can no longer be revoked."
+
+
+class NoCancellation(Conflict):
+    code = "no_cancellation"
+    default_message = "This server has no pending cancellation."
+
+
+class ServerBeingDeleted(Conflict):
+    code = "server_being_deleted"
+    default_message = "This server is being deleted; nothing more can be done with it."
+
+
+class CancellationNotConfirmed(ValidationFailed):
+    """An immediate cancellation needs the server's name typed back, so it is never a slip."""
+
+    code = "cancellation_not_confirmed"
+    default_message = "Type the server's name exactly to confirm an immediate deletion."
+
+
+class ServerLimitReached(Conflict):
+    """A customer already has as many servers as the panel's ``customer_server_limit`` allows."""
+
+    code = "server_limit_reached"
+    default_message = "You have reached your limit of servers."
+
+
+class ReinstallNotConfirmed(ValidationFailed):
+    """A reinstall wipes the disk, so the hostname is typed back to confirm it."""
+
+    code = "reinstall_not_confirmed"
+    default_message = "Type the server's hostname exactly to confirm the reinstall."

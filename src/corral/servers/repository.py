@@ -8,11 +8,18 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.kit.clock import utcnow
+from corral.models.audit import AuditEvent
+from corral.models.ipam import IpAddress
+from corral.models.locations import Location
 from corral.models.nodes import DriftReport, Node, NodeStatus, NodeTemplate, OsTemplate
+from corral.models.plans import Plan
 from corral.models.servers import Server, ServerStatus
 
 # Servers in these states hold no resources on their node.
 RELEASED_STATUSES = (ServerStatus.DELETED.value,)
+# Two-key advisory lock (int4, int4), apart from the one-key locks of the audit log and job queue:
+# "SRVO" and a hash of the customer's id, so one person's orders are taken one at a time.
+_ORDER_LOCK = 0x5352564F
 
 
 async def online_nodes_locked(session: AsyncSession, location_id: int) -> Sequence[Node]:
@@ -104,9 +111,108 @@ async def open_drift(session: AsyncSession, *, limit: int = 200) -> Sequence[Dri
     return (await session.execute(statement)).scalars().all()
 
 
-async def server_for_update(session: AsyncSession, server_id: int) -> Server | None:
+async def server_for_update(
+    session: AsyncSession, server_id: int, *, owner_id: int | None = None
+) -> Server | None:
+    """The server row, locked; with ``owner_id``, only if it is that customer's and not deleted."""
     statement = select(Server).where(Server.id == server_id).with_for_update()
+    if owner_id is not None:
+        statement = statement.where(Server.user_id == owner_id, Server.status != ServerStatus.DELETED.value)
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+# --- a customer's own servers (ownership is part of every query: another's server is "not found") ---
+
+
+async def owned(
+    session: AsyncSession, owner_id: int, server_id: int, *, with_deleted: bool = False
+) -> Server | None:
+    statement = select(Server).where(Server.id == server_id, Server.user_id == owner_id)
+    if not with_deleted:
+        statement = statement.where(Server.status != ServerStatus.DELETED.value)
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def owned_list(session: AsyncSession, owner_id: int) -> Sequence[Server]:
+    statement = (
+        select(Server)
+        .where(Server.user_id == owner_id, Server.status != ServerStatus.DELETED.value)
+        .order_by(Server.created_at.desc(), Server.id.desc())
+    )
+    return (await session.execute(statement)).scalars().all()
+
+
+async def lock_orders_of(session: AsyncSession, owner_id: int) -> None:
+    """Held until the transaction ends: two orders at once cannot both pass the server limit, and a
+    repeated order waits for the first to commit and then finds it."""
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(:lock, hashtext(:owner))"),
+        {"lock": _ORDER_LOCK, "owner": str(owner_id)},
+    )
+
+
+async def count_owned(session: AsyncSession, owner_id: int) -> int:
+    statement = select(func.count()).where(
+        Server.user_id == owner_id, Server.status != ServerStatus.DELETED.value
+    )
+    return int(await session.scalar(statement) or 0)
+
+
+async def ordered_with_key(session: AsyncSession, owner_id: int, order_key: str) -> int | None:
+    """The server an earlier order with this key created, if any (the key is in its audit event)."""
+    statement = (
+        select(AuditEvent.target_id)
+        .where(
+            AuditEvent.actor_id == owner_id,
+            AuditEvent.action == "server.create",
+            AuditEvent.payload["order_key"].astext == order_key,
+        )
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    )
+    target = await session.scalar(statement)
+    return int(target) if target is not None else None
+
+
+async def names_for(
+    session: AsyncSession, servers: Sequence[Server]
+) -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
+    """Display names of the servers' plans, locations and templates ({id: name} each), in three
+    queries whatever the number of servers."""
+    plan_ids = {s.plan_id for s in servers if s.plan_id is not None}
+    location_ids = {s.location_id for s in servers}
+    template_ids = {s.template_id for s in servers if s.template_id is not None}
+    plans: dict[int, str] = {}
+    locations: dict[int, str] = {}
+    templates: dict[int, str] = {}
+    if plan_ids:
+        rows = await session.execute(select(Plan.id, Plan.name).where(Plan.id.in_(plan_ids)))
+        plans = {int(row[0]): str(row[1]) for row in rows}
+    if location_ids:
+        rows = await session.execute(select(Location.id, Location.name).where(Location.id.in_(location_ids)))
+        locations = {int(row[0]): str(row[1]) for row in rows}
+    if template_ids:
+        rows = await session.execute(
+            select(OsTemplate.id, OsTemplate.name).where(OsTemplate.id.in_(template_ids))
+        )
+        templates = {int(row[0]): str(row[1]) for row in rows}
+    return plans, locations, templates
+
+
+async def addresses_by_server(session: AsyncSession, server_ids: Sequence[int]) -> dict[int, list[str]]:
+    """Each server's addresses as text, IPv4 first (one query for a whole list page)."""
+    if not server_ids:
+        return {}
+    rows = await session.execute(
+        select(IpAddress.server_id, IpAddress.address)
+        .where(IpAddress.server_id.in_(server_ids))
+        .order_by(func.family(IpAddress.address), IpAddress.address)
+    )
+    found: dict[int, list[str]] = {}
+    for server_id, address in rows:
+        if server_id is not None:
+            found.setdefault(int(server_id), []).append(str(address))
+    return found
 
 
 async def template_on_node(session: AsyncSession, template_id: int, node_id: int) -> NodeTemplate | None:

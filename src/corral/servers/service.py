@@ -3,12 +3,16 @@
 Every change is a row update plus a job deferred in the same transaction; the job talks to the
 hypervisor. Jobs touching a server hold the lock ``server:<id>``, so conflicting operations never
 run at once, and each kind of operation has a queueing lock, so a double click queues one job.
+
+Customer-facing calls pass ``owner_id``: the server row is then looked up (and row-locked) only
+among that person's servers, so someone else's server is "not found" (404), never "forbidden".
+Calls without it (jobs, staff tools, the CLI) act on any server.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from procrastinate.types import JSONValue
@@ -16,13 +20,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.audit import Target, audit
 from corral.ipam.service import ipam
-from corral.jobs.errors import JobAlreadyQueued
+from corral.jobs.errors import JobAlreadyQueued, JobNotFound
+from corral.jobs.schemas import JobRead
 from corral.jobs.service import job_service
 from corral.kit.actors import Actor
 from corral.models.servers import Server, ServerStatus
+from corral.panel_settings.service import panel_settings
+from corral.plans.service import plans
 from corral.servers import repository
-from corral.servers.errors import InvalidServerState, ServerBusy, ServerNotFound, TemplateNotOffered
+from corral.servers.errors import (
+    InvalidServerState,
+    ReinstallNotConfirmed,
+    ServerBeingDeleted,
+    ServerBusy,
+    ServerLimitReached,
+    ServerNotFound,
+    TemplateNotOffered,
+)
 from corral.servers.placement import Demand, choose_node
+from corral.servers.root_password import sha512_crypt
+from corral.servers.schemas import ServerSetupCreate, ServerView
+from corral.servers.suspension import ensure_not_suspended
+from corral.ssh_keys.parsing import parse_public_key
+from corral.ssh_keys.service import ssh_keys
 
 PowerAction = Literal["start", "shutdown", "restart", "stop"]
 # States in which the hypervisor side may be touched by a customer action.
@@ -37,6 +57,20 @@ class ServerOrder:
     vcpus: int
     memory_mib: int
     disk_gib: int
+    plan_id: int | None = None
+    # A random key the order form (or an API client) sends once per order: the same key again
+    # returns the server it already made instead of reserving a second one (a double submit).
+    order_key: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanOrder:
+    """A customer's order: a plan in a location, and what to call the server."""
+
+    plan_id: int
+    location_id: int
+    name: str
+    order_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +95,7 @@ class ServerService:
             memory_mib=order.memory_mib,
             disk_gib=order.disk_gib,
             status=ServerStatus.AWAITING_SETUP.value,
+            plan_id=order.plan_id,
         )
         session.add(server)
         await session.flush()
@@ -72,13 +107,144 @@ class ServerService:
             actor,
             "server.create",
             target=Target(type="server", id=server.id),
-            payload={"node_id": node.id, "vcpus": order.vcpus, "memory_mib": order.memory_mib},
+            payload={
+                "node_id": node.id,
+                "plan_id": order.plan_id,
+                "vcpus": order.vcpus,
+                "memory_mib": order.memory_mib,
+                "disk_gib": order.disk_gib,
+                **({"order_key": order.order_key} if order.order_key else {}),
+            },
         )
         return server
 
-    async def setup(self, session: AsyncSession, actor: Actor, server_id: int, setup: ServerSetup) -> int:
+    async def order(self, session: AsyncSession, actor: Actor, user_id: int, order: PlanOrder) -> Server:
+        """A customer orders a plan (phase one): limit and plan checked, then :meth:`reserve`.
+
+        Orders of one customer are taken one at a time (an advisory lock held to commit), so two at
+        once cannot both pass the limit, and a repeated ``order_key`` finds the first order's server.
+        """
+        await repository.lock_orders_of(session, user_id)
+        if order.order_key:
+            earlier = await repository.ordered_with_key(session, user_id, order.order_key)
+            if earlier is not None:
+                existing = await repository.owned(session, user_id, earlier)
+                if existing is not None:
+                    return existing
+        limit = (await panel_settings.current(session)).customer_server_limit
+        if await repository.count_owned(session, user_id) >= limit:
+            raise ServerLimitReached(
+                f"You have reached your limit of {limit} server{'s' if limit != 1 else ''}.",
+                details={"limit": limit},
+            )
+        plan = await plans.get_orderable(session, order.plan_id, order.location_id)
+        return await self.reserve(
+            session,
+            actor,
+            ServerOrder(
+                user_id=user_id,
+                location_id=order.location_id,
+                name=order.name,
+                vcpus=plan.vcpus,
+                memory_mib=plan.memory_mib,
+                disk_gib=plan.disk_gib,
+                plan_id=plan.id,
+                order_key=order.order_key,
+            ),
+        )
+
+    async def get(
+        self, session: AsyncSession, server_id: int, *, owner_id: int, with_deleted: bool = False
+    ) -> Server:
+        """The customer's server; a deleted one only ``with_deleted`` (for its "gone" screen)."""
+        server = await repository.owned(session, owner_id, server_id, with_deleted=with_deleted)
+        if server is None:
+            raise ServerNotFound()
+        return server
+
+    async def list_owned(self, session: AsyncSession, owner_id: int) -> list[ServerView]:
+        """The customer's servers (not deleted), newest first, with names and addresses resolved."""
+        return await self._views(session, await repository.owned_list(session, owner_id))
+
+    async def view(
+        self, session: AsyncSession, server_id: int, *, owner_id: int, with_deleted: bool = False
+    ) -> ServerView:
+        """One server for its page: names, addresses and its task timeline."""
+        server = await self.get(session, server_id, owner_id=owner_id, with_deleted=with_deleted)
+        (view,) = await self._views(session, [server])
+        jobs = await job_service.list(session, lock=f"server:{server.id}", limit=30)
+        return replace(view, jobs=list(jobs))
+
+    async def _views(self, session: AsyncSession, rows: Sequence[Server]) -> list[ServerView]:
+        plan_names, location_names, template_names = await repository.names_for(session, rows)
+        addresses = await repository.addresses_by_server(session, [server.id for server in rows])
+        return [
+            ServerView(
+                server=server,
+                plan_name=plan_names.get(server.plan_id) if server.plan_id is not None else None,
+                location_name=location_names.get(server.location_id),
+                template_name=template_names.get(server.template_id)
+                if server.template_id is not None
+                else None,
+                addresses=addresses.get(server.id, []),
+            )
+            for server in rows
+        ]
+
+    async def jobs(self, session: AsyncSession, server_id: int, *, owner_id: int) -> Sequence[JobRead]:
+        """The server's task timeline: every job that held its lock, newest first."""
+        server = await self.get(session, server_id, owner_id=owner_id)
+        return await job_service.list(session, lock=f"server:{server.id}")
+
+    async def rename(
+        self, session: AsyncSession, actor: Actor, server_id: int, name: str, *, owner_id: int | None = None
+    ) -> Server:
+        """Change the display name (``name`` already checked by naming.normalise_display_name)."""
+        server = await self._locked(session, server_id, owner_id)
+        self._ensure_actionable(server)
+        before = server.name
+        server.name = name
+        await session.flush()
+        await audit.record(
+            session,
+            actor,
+            "server.rename",
+            target=Target(type="server", id=server.id),
+            payload={"before": before, "after": name},
+        )
+        return server
+
+    async def retry_job(
+        self, session: AsyncSession, actor: Actor, server_id: int, job_id: int, *, owner_id: int | None = None
+    ) -> JobRead:
+        """The timeline's retry button: queue a failed job of this server again."""
+        server = await self._locked(session, server_id, owner_id)
+        self._ensure_actionable(server)
+        job = await job_service.get(session, job_id)
+        if job.lock != f"server:{server.id}":
+            raise JobNotFound()  # another server's job answers as a missing one
+        await job_service.retry(session, job_id)
+        await audit.record(
+            session,
+            actor,
+            "server.job.retry",
+            target=Target(type="server", id=server.id),
+            payload={"job_id": job_id, "task": job.task_name},
+        )
+        return await job_service.get(session, job_id)
+
+    async def setup(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        server_id: int,
+        setup: ServerSetup,
+        *,
+        owner_id: int | None = None,
+    ) -> int:
         """Phase two: the operating system and access are chosen; a job builds the server."""
-        server = await self._locked(session, server_id)
+        server = await self._locked(session, server_id, owner_id)
+        self._ensure_actionable(server)
         if server.status != ServerStatus.AWAITING_SETUP:
             raise InvalidServerState("This server has already been set up.")
         if server.node_id is None or not await repository.template_on_node(
@@ -108,8 +274,17 @@ class ServerService:
         )
         return job_id
 
-    async def power(self, session: AsyncSession, actor: Actor, server_id: int, action: PowerAction) -> int:
-        server = await self._locked(session, server_id)
+    async def power(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        server_id: int,
+        action: PowerAction,
+        *,
+        owner_id: int | None = None,
+    ) -> int:
+        server = await self._locked(session, server_id, owner_id)
+        self._ensure_actionable(server)
         if server.status not in _OPERABLE:
             raise InvalidServerState(f"A {server.status.replace('_', ' ')} server cannot be powered.")
         job_id = await self._defer_once(session, "server.power", server.id, action=action)
@@ -118,8 +293,17 @@ class ServerService:
         )
         return job_id
 
-    async def reinstall(self, session: AsyncSession, actor: Actor, server_id: int, setup: ServerSetup) -> int:
-        server = await self._locked(session, server_id)
+    async def reinstall(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        server_id: int,
+        setup: ServerSetup,
+        *,
+        owner_id: int | None = None,
+    ) -> int:
+        server = await self._locked(session, server_id, owner_id)
+        self._ensure_actionable(server)
         if server.status not in _OPERABLE:
             raise InvalidServerState("Only a running or stopped server can be reinstalled.")
         if server.node_id is None or not await repository.template_on_node(
@@ -145,6 +329,40 @@ class ServerService:
         )
         return job_id
 
+    async def reinstall_confirmed(
+        self,
+        session: AsyncSession,
+        actor: Actor,
+        server_id: int,
+        setup: ServerSetup,
+        confirm: str,
+        *,
+        owner_id: int | None = None,
+    ) -> int:
+        """A reinstall asked for by a person: the current hostname typed back, as the disk is wiped."""
+        server = await self._locked(session, server_id, owner_id)
+        expected = (server.hostname or server.name).lower()
+        if confirm.strip().lower() != expected:
+            raise ReinstallNotConfirmed(details={"field": "confirm"})
+        return await self.reinstall(session, actor, server_id, setup, owner_id=owner_id)
+
+    async def prepare_setup(
+        self, session: AsyncSession, owner_id: int, data: ServerSetupCreate
+    ) -> ServerSetup:
+        """The wizard's (or API's) choices as the job needs them: saved keys looked up among the
+        person's own (404 if any is not theirs), pasted keys checked (422), the password hashed."""
+        saved = await ssh_keys.owned(session, owner_id, data.ssh_key_ids)
+        keys = [key.public_key for key in saved]
+        for text in data.ssh_keys:
+            if text.strip():
+                keys.append(parse_public_key(text).public_key)
+        return ServerSetup(
+            template_id=data.template_id,
+            hostname=data.hostname,
+            ssh_keys=list(dict.fromkeys(keys)),
+            root_password_hash=sha512_crypt(data.root_password) if data.root_password else None,
+        )
+
     async def destroy(self, session: AsyncSession, actor: Actor, server_id: int, *, reason: str) -> int:
         server = await self._locked(session, server_id)
         if server.status in (ServerStatus.DELETING.value, ServerStatus.DELETED.value):
@@ -156,11 +374,24 @@ class ServerService:
         )
         return job_id
 
-    async def _locked(self, session: AsyncSession, server_id: int) -> Server:
-        server = await repository.server_for_update(session, server_id)
+    async def _locked(self, session: AsyncSession, server_id: int, owner_id: int | None = None) -> Server:
+        server = await repository.server_for_update(session, server_id, owner_id=owner_id)
         if server is None:
             raise ServerNotFound()
         return server
+
+    @staticmethod
+    def _ensure_actionable(server: Server) -> None:
+        """A server on its way out, or suspended by staff, takes no customer action."""
+        # Imported here: the cancellation module builds on this one (it calls servers.destroy).
+        from corral.servers.cancellation import locked_for_deletion
+
+        if locked_for_deletion(server) or server.status in (
+            ServerStatus.DELETING.value,
+            ServerStatus.DELETED.value,
+        ):
+            raise ServerBeingDeleted()
+        ensure_not_suspended(server)
 
     async def _defer_once(
         self, session: AsyncSession, task: str, server_id: int, **arguments: JSONValue

@@ -7,6 +7,8 @@ server's lock, so two of them never act on one server at once.
 
 from __future__ import annotations
 
+import secrets
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.drivers.base import (
@@ -42,6 +44,9 @@ def mac_address(server_id: int) -> str:
     return f"52:54:00:{low >> 16:02x}:{(low >> 8) & 0xFF:02x}:{low & 0xFF:02x}"
 
 
+VNC_PASSWORD_LENGTH = 8
+
+
 async def build_spec(
     session: AsyncSession, server: Server, *, ssh_keys: list[str], root_password_hash: str | None
 ) -> InstanceSpec:
@@ -75,7 +80,15 @@ async def build_spec(
         ),
         root_password_hash=root_password_hash,
         ssh_authorized_keys=tuple(ssh_keys),
+        # VNC listens on the node's loopback, but anything there could otherwise watch the screen;
+        # the console proxy reads the password back from the hypervisor, so it is never stored.
+        vnc_password=new_vnc_password(),
     )
+
+
+def new_vnc_password() -> str:
+    """Eight random characters: the most VNC's DES-based authentication uses."""
+    return secrets.token_urlsafe(6)[:VNC_PASSWORD_LENGTH]
 
 
 async def _load(ctx: TaskContext, server_id: int) -> Server:

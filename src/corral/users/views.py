@@ -38,6 +38,8 @@ router = APIRouter(include_in_schema=False)
 FormText = Annotated[str, Form(max_length=FORM_MAX_TEXT)]
 AccountReader = Annotated[Principal, require(Permission.ACCOUNT_READ)]
 AccountUpdater = Annotated[Principal, require(Permission.ACCOUNT_UPDATE)]
+# Changing the email address or the password needs a fresh step-up.
+CredentialChanger = Annotated[Principal, require(Permission.ACCOUNT_UPDATE, step_up=True)]
 
 # Shown after a plain (non-htmx) form post redirected back to /account?done=…; fixed texts only,
 # so the query string cannot put words on the page.
@@ -249,7 +251,7 @@ async def update_name(
 async def change_email(
     request: Request,
     session: DbSession,
-    principal: AccountUpdater,
+    principal: CredentialChanger,
     new_email: FormText = "",
     current_password: FormText = "",
 ) -> Response:
@@ -289,7 +291,7 @@ async def change_password(
     request: Request,
     session: DbSession,
     settings: AppSettings,
-    principal: AccountUpdater,
+    principal: CredentialChanger,
     current_password: FormText = "",
     password: FormText = "",
     password_confirm: FormText = "",

@@ -15,7 +15,7 @@ import http
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -56,6 +56,9 @@ _HTTP_MESSAGES: dict[int, str] = {
 }
 _PAGES: dict[int, str] = {403: "errors/403.html", 404: "errors/404.html", 500: "errors/500.html"}
 _GENERIC_PAGE = "errors/error.html"
+# The code of corral.auth.step_up.StepUpRequired (named here so the web layer needs no auth import).
+STEP_UP_REQUIRED = "step_up_required"
+STEP_UP_HEADER = "X-Corral-Step-Up"
 # Pydantic's first location item says where a field came from; the rest is the field's path.
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 
@@ -85,7 +88,11 @@ def _request_id() -> str | None:
 
 def _is_api(request: Request) -> bool:
     path = request.url.path
-    return path == "/api" or path.startswith("/api/")
+    if path == "/api" or path.startswith("/api/"):
+        return True
+    # A page's own script (fetch) that asks for JSON gets errors as JSON too.
+    accept = request.headers.get("accept", "")
+    return "application/json" in accept and "text/html" not in accept and not is_htmx(request)
 
 
 def error_response(request: Request, error: ErrorInfo) -> Response:
@@ -128,6 +135,43 @@ def _sign_in_first(request: Request, error: PanelError) -> Response:
     if is_htmx(request):
         return Response(status_code=200, headers={"HX-Redirect": location})
     return RedirectResponse(location, status_code=303)
+
+
+def _same_site_path(url: str | None) -> str | None:
+    """The path and query of ``url`` if it is one of this panel's pages (for "continue" links)."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    path = parts.path or "/"
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        return None
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
+def _step_up_prompt(request: Request, error: PanelError) -> Response:
+    """A sensitive action refused for want of a fresh step-up: show the prompt where it belongs.
+
+    htmx swaps it into the page's dialog (the script lets this 403 swap and replays the action
+    once the prompt is completed); a plain request gets a page that returns to ``next``; scripts
+    and the API get JSON. Every shape carries the ``X-Corral-Step-Up`` header.
+    """
+    headers = {STEP_UP_HEADER: "required"}
+    if _is_api(request):
+        return error_response(request, replace(_panel_error(error), headers=headers))
+    context: dict[str, Any] = {
+        "methods": list(error.details.get("methods", ["passkey"])),
+        "has_passkey": bool(error.details.get("has_passkey")),
+        "staff_action": bool(error.details.get("staff_action")),
+        "error": None,
+    }
+    referer = _same_site_path(request.headers.get("referer")) or "/dashboard"
+    if is_htmx(request):
+        headers.update({"HX-Retarget": "#step-up-body", "HX-Reswap": "innerHTML"})
+        context.update(inline=True, next=referer)
+        return render(request, "auth/_step_up.html", context, status_code=403, headers=headers)
+    here = _same_site_path(str(request.url)) if request.method == "GET" else None
+    context.update(inline=False, next=here or referer)
+    return render(request, "auth/step_up.html", context, status_code=403, headers=headers)
 
 
 def _panel_error(error: PanelError) -> ErrorInfo:
@@ -239,6 +283,8 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, PanelError)
         if error.status_code == 401:
             return _sign_in_first(request, error)
+        if error.code == STEP_UP_REQUIRED:
+            return _step_up_prompt(request, error)
         return error_response(request, _panel_error(error))
 
     async def http_error(request: Request, error: Exception) -> Response:

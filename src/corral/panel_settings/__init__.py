@@ -1,0 +1,1 @@
+"""Panel-wide settings staff change at run time: the customer 2FA requirement, server limits."""

@@ -1,0 +1,244 @@
+"""Ordering (phase one): names, limits, capacity, double submits; and the hostname rules."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from corral.models.ipam import IpAddress
+from corral.models.servers import Server
+from corral.models.settings import PanelSetting
+from corral.servers.naming import NameRefused, normalise_display_name, normalise_hostname
+from corral.servers.root_password import sha512_crypt
+from tests.integration.test_servers_pages import make_offer, make_server, order_key
+from tests.support.admin import People, people_for
+
+
+@pytest.fixture
+async def people(app: FastAPI, db: AsyncSession) -> AsyncIterator[People]:
+    async with people_for(app, db) as people:
+        yield people
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        ("web-1", "web-1"),
+        ("Web-1.Example.COM", "web-1.example.com"),
+        ("  db1.internal  ", "db1.internal"),
+        ("1web.example.com", "1web.example.com"),  # RFC 1123 allows a leading digit
+        ("a" * 63 + ".example.com", "a" * 63 + ".example.com"),
+        ("x." * 125 + "io", "x." * 125 + "io"),  # 252 characters
+    ],
+)
+def test_valid_hostnames_are_kept_lower_cased(typed: str, stored: str) -> None:
+    assert normalise_hostname(typed) == stored
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "",
+        "-web",
+        "web-",
+        "web_1",
+        "web 1",
+        "web..example.com",
+        ".web",
+        "web.example.com.",
+        "a" * 64 + ".example.com",
+        "a." * 126 + "io",  # 254 characters
+        "10.0.0.1",
+        "web.123",
+        "wéb.example.com",
+        "web;rm -rf",
+        "web\n1",
+    ],
+)
+def test_invalid_hostnames_are_refused(typed: str) -> None:
+    with pytest.raises(NameRefused):
+        normalise_hostname(typed)
+
+
+@pytest.mark.parametrize(
+    ("typed", "kept"),
+    [
+        ("web-1", "web-1"),
+        ("  My   Web  server ", "My Web server"),
+        ("db1.example.com", "db1.example.com"),
+        ("Scunthorpe backups", "Scunthorpe backups"),  # a blocked word inside another is fine
+        ("Ünïcode ✓ name", "Ünïcode ✓ name"),
+        ("x" * 64, "x" * 64),
+    ],
+)
+def test_ordinary_display_names_pass(typed: str, kept: str) -> None:
+    assert normalise_display_name(typed) == kept
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "",
+        "   ",
+        "x" * 65,
+        "line\nbreak",
+        "tab\there",
+        "bidi\u202eevil",
+        "zero\u200bwidth",
+        "visit https://phish.example",
+        "www.example.com",
+        "ftp://files",
+        "retard box",
+        "R3T4RD",
+        "n.i.g.g.e.r",
+        "f a g",
+    ],
+)
+def test_the_display_name_filter_refuses(typed: str) -> None:
+    with pytest.raises(NameRefused):
+        normalise_display_name(typed)
+
+
+def test_root_passwords_are_sha512_crypt() -> None:
+    # glibc's own test vector for SHA-512 crypt.
+    assert sha512_crypt("Hello world!", "saltstring") == (
+        "$6$saltstring$svn8UoSVapNtMuq1ukKS4tPQd8iKwSMHWjl/O817G3uBnIFNjnQJuesI68u4OTLiBFdcbYEdFCoEOfaS35inz1"
+    )
+    made = sha512_crypt("correct horse battery")
+    assert made.startswith("$6$")
+    assert len(made.split("$")[2]) == 16
+
+
+async def test_an_order_reserves_the_plan_resources_and_an_address(people: People, db: AsyncSession) -> None:
+    offer = await make_offer(db)
+    customer = await people.sign_in()
+    page = await customer.client.get("/servers/new")
+
+    response = await customer.post_form(
+        "/servers/new",
+        {
+            "plan_id": str(offer.plan.id),
+            "location_id": str(offer.location.id),
+            "name": "api-1",
+            "order_key": order_key(page.text),
+        },
+    )
+
+    assert response.status_code == 303
+    server = (await db.execute(select(Server).where(Server.user_id == customer.user.id))).scalar_one()
+    assert (server.vcpus, server.memory_mib, server.disk_gib, server.status) == (
+        2,
+        2048,
+        40,
+        "awaiting_setup",
+    )
+    held = await db.scalar(
+        select(func.count()).select_from(IpAddress).where(IpAddress.server_id == server.id)
+    )
+    assert held == 1
+
+
+async def test_a_double_submitted_order_reserves_once(people: People, db: AsyncSession) -> None:
+    offer = await make_offer(db)
+    customer = await people.sign_in()
+    key = order_key((await customer.client.get("/servers/new")).text)
+    form = {
+        "plan_id": str(offer.plan.id),
+        "location_id": str(offer.location.id),
+        "name": "twice",
+        "order_key": key,
+    }
+
+    first = await customer.post_form("/servers/new", form)
+    second = await customer.post_form("/servers/new", form)
+
+    assert first.status_code == second.status_code == 303
+    assert first.headers["location"] == second.headers["location"]
+    count = await db.scalar(
+        select(func.count()).select_from(Server).where(Server.user_id == customer.user.id)
+    )
+    assert count == 1
+    # A new form (a new key) is a new order.
+    fresh = order_key((await customer.client.get("/servers/new")).text)
+    assert fresh != key
+    third = await customer.post_form("/servers/new", {**form, "order_key": fresh})
+    assert third.headers["location"] != first.headers["location"]
+
+
+async def test_the_server_limit_is_enforced(people: People, db: AsyncSession) -> None:
+    offer = await make_offer(db)
+    db.add(PanelSetting(key="customer_server_limit", value=2))
+    await db.flush()
+    customer = await people.sign_in()
+    await make_server(db, offer, customer.user)
+    await make_server(db, offer, customer.user, status="deleted")  # deleted ones do not count
+    await make_server(db, offer, customer.user, status="awaiting_setup")
+    page = await customer.client.get("/servers/new")
+
+    refused = await customer.post_form(
+        "/servers/new",
+        {
+            "plan_id": str(offer.plan.id),
+            "location_id": str(offer.location.id),
+            "name": "third",
+            "order_key": order_key(page.text),
+        },
+    )
+
+    assert refused.status_code == 409
+    assert "You have reached your limit of 2 servers." in refused.text
+    assert 'value="third"' in refused.text  # the form is kept
+    count = await db.scalar(
+        select(func.count()).select_from(Server).where(Server.user_id == customer.user.id)
+    )
+    assert count == 3
+
+
+async def test_no_capacity_is_a_clear_refusal_and_leaves_nothing(people: People, db: AsyncSession) -> None:
+    offer = await make_offer(db, cpu_total=1)  # the plan wants 2 vCPU
+    customer = await people.sign_in()
+    page = await customer.client.get("/servers/new")
+
+    refused = await customer.post_form(
+        "/servers/new",
+        {
+            "plan_id": str(offer.plan.id),
+            "location_id": str(offer.location.id),
+            "name": "too-big",
+            "order_key": order_key(page.text),
+        },
+    )
+
+    assert refused.status_code == 409
+    assert "no room for a server of this size" in refused.text
+    assert (
+        await db.scalar(select(func.count()).select_from(Server).where(Server.user_id == customer.user.id))
+        == 0
+    )
+
+
+async def test_bad_order_fields_come_back_beside_the_fields(people: People, db: AsyncSession) -> None:
+    offer = await make_offer(db)
+    elsewhere = await make_offer(db, network="198.51.100.64/28")
+    customer = await people.sign_in()
+
+    bad_name = await customer.post_form(
+        "/servers/new",
+        {"plan_id": str(offer.plan.id), "location_id": str(offer.location.id), "name": "www.spam.example"},
+    )
+    assert bad_name.status_code == 422
+    assert 'data-field-error="name"' in bad_name.text
+    not_offered = await customer.post_form(
+        "/servers/new",
+        {"plan_id": str(offer.plan.id), "location_id": str(elsewhere.location.id), "name": "ok"},
+    )
+    assert not_offered.status_code == 422
+    assert 'data-field-error="plan_id"' in not_offered.text
+    assert (
+        await db.scalar(select(func.count()).select_from(Server).where(Server.user_id == customer.user.id))
+        == 0
+    )
