@@ -138,6 +138,23 @@ class ServersSettings(BaseModel):
     # While a deletion job runs, the processor looks at it again after this long.
     cancel_recheck_seconds: int = Field(default=30, ge=0)
 
+    @property
+    def grace_period_text(self) -> str:
+        return _duration_text(self.grace_days * 86400)
+
+    @property
+    def immediate_delay_text(self) -> str:
+        return _duration_text(self.immediate_delay_seconds)
+
+
+def _duration_text(seconds: int) -> str:
+    """ "30 days", "5 minutes", "45 seconds": how the panel words a configured delay."""
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second")):
+        if (seconds >= size and seconds % size == 0) or size == 1:
+            count = seconds // size
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return "0 seconds"  # pragma: no cover - the loop always returns at size 1
+
 
 class LogSettings(BaseModel):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

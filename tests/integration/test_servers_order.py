@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
@@ -14,8 +15,8 @@ from corral.models.servers import Server
 from corral.models.settings import PanelSetting
 from corral.servers.naming import NameRefused, normalise_display_name, normalise_hostname
 from corral.servers.root_password import sha512_crypt
-from tests.integration.test_servers_pages import make_offer, make_server, order_key
-from tests.support.admin import People, people_for
+from tests.integration.test_servers_pages import Offer, make_offer, make_server, order_key
+from tests.support.admin import People, Person, people_for
 
 
 @pytest.fixture
@@ -113,20 +114,31 @@ def test_root_passwords_are_sha512_crypt() -> None:
     assert len(made.split("$")[2]) == 16
 
 
+async def place_order(customer: Person, offer: Offer, name: str) -> httpx.Response:
+    """Open the order page and post it for ``offer``, with the order key the page gave."""
+    page = await customer.client.get("/servers/new")
+    form = {
+        "plan_id": str(offer.plan.id),
+        "location_id": str(offer.location.id),
+        "name": name,
+        "order_key": order_key(page.text),
+    }
+    return await customer.post_form("/servers/new", form)
+
+
+async def servers_of(db: AsyncSession, customer: Person) -> int:
+    """How many servers the customer has, deleted ones included."""
+    count = await db.scalar(
+        select(func.count()).select_from(Server).where(Server.user_id == customer.user.id)
+    )
+    return int(count or 0)
+
+
 async def test_an_order_reserves_the_plan_resources_and_an_address(people: People, db: AsyncSession) -> None:
     offer = await make_offer(db)
     customer = await people.sign_in()
-    page = await customer.client.get("/servers/new")
 
-    response = await customer.post_form(
-        "/servers/new",
-        {
-            "plan_id": str(offer.plan.id),
-            "location_id": str(offer.location.id),
-            "name": "api-1",
-            "order_key": order_key(page.text),
-        },
-    )
+    response = await place_order(customer, offer, "api-1")
 
     assert response.status_code == 303
     server = (await db.execute(select(Server).where(Server.user_id == customer.user.id))).scalar_one()
@@ -158,10 +170,7 @@ async def test_a_double_submitted_order_reserves_once(people: People, db: AsyncS
 
     assert first.status_code == second.status_code == 303
     assert first.headers["location"] == second.headers["location"]
-    count = await db.scalar(
-        select(func.count()).select_from(Server).where(Server.user_id == customer.user.id)
-    )
-    assert count == 1
+    assert await servers_of(db, customer) == 1
     # A new form (a new key) is a new order.
     fresh = order_key((await customer.client.get("/servers/new")).text)
     assert fresh != key
@@ -177,48 +186,24 @@ async def test_the_server_limit_is_enforced(people: People, db: AsyncSession) ->
     await make_server(db, offer, customer.user)
     await make_server(db, offer, customer.user, status="deleted")  # deleted ones do not count
     await make_server(db, offer, customer.user, status="awaiting_setup")
-    page = await customer.client.get("/servers/new")
 
-    refused = await customer.post_form(
-        "/servers/new",
-        {
-            "plan_id": str(offer.plan.id),
-            "location_id": str(offer.location.id),
-            "name": "third",
-            "order_key": order_key(page.text),
-        },
-    )
+    refused = await place_order(customer, offer, "third")
 
     assert refused.status_code == 409
     assert "You have reached your limit of 2 servers." in refused.text
     assert 'value="third"' in refused.text  # the form is kept
-    count = await db.scalar(
-        select(func.count()).select_from(Server).where(Server.user_id == customer.user.id)
-    )
-    assert count == 3
+    assert await servers_of(db, customer) == 3
 
 
 async def test_no_capacity_is_a_clear_refusal_and_leaves_nothing(people: People, db: AsyncSession) -> None:
     offer = await make_offer(db, cpu_total=1)  # the plan wants 2 vCPU
     customer = await people.sign_in()
-    page = await customer.client.get("/servers/new")
 
-    refused = await customer.post_form(
-        "/servers/new",
-        {
-            "plan_id": str(offer.plan.id),
-            "location_id": str(offer.location.id),
-            "name": "too-big",
-            "order_key": order_key(page.text),
-        },
-    )
+    refused = await place_order(customer, offer, "too-big")
 
     assert refused.status_code == 409
     assert "no room for a server of this size" in refused.text
-    assert (
-        await db.scalar(select(func.count()).select_from(Server).where(Server.user_id == customer.user.id))
-        == 0
-    )
+    assert await servers_of(db, customer) == 0
 
 
 async def test_bad_order_fields_come_back_beside_the_fields(people: People, db: AsyncSession) -> None:
@@ -238,7 +223,4 @@ async def test_bad_order_fields_come_back_beside_the_fields(people: People, db: 
     )
     assert not_offered.status_code == 422
     assert 'data-field-error="plan_id"' in not_offered.text
-    assert (
-        await db.scalar(select(func.count()).select_from(Server).where(Server.user_id == customer.user.id))
-        == 0
-    )
+    assert await servers_of(db, customer) == 0

@@ -100,3 +100,13 @@ def test_malformed_encryption_keys_are_named() -> None:
     )
     [problem] = secret_problems(settings)
     assert problem.startswith("CORRAL_SECURITY__ENCRYPTION_KEYS: key 'k1' must be 32 bytes")
+
+
+def test_cancellation_delays_are_worded_as_configured() -> None:
+    from corral.config import ServersSettings
+
+    default = ServersSettings()
+    assert (default.grace_period_text, default.immediate_delay_text) == ("30 days", "5 minutes")
+    short = ServersSettings(grace_days=1, immediate_delay_seconds=90)
+    assert (short.grace_period_text, short.immediate_delay_text) == ("1 day", "90 seconds")
+    assert ServersSettings(immediate_delay_seconds=0).immediate_delay_text == "0 seconds"

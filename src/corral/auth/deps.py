@@ -103,6 +103,14 @@ def _session_max_age(settings: Settings) -> int:
     return settings.auth.session_lifetime_hours * 3600
 
 
+def same_site_origin(settings: Settings, origin: str | None) -> bool:
+    """Whether an Origin (or Referer) header names this panel: its public URL or a trusted origin.
+
+    Used for CSRF on unsafe methods and, by the console, against cross-site WebSocket hijacking.
+    """
+    return bool(origin) and _origin(origin or "") in _allowed_origins(settings)
+
+
 def _allowed_origins(settings: Settings) -> set[str]:
     origins = {_origin(settings.web.public_url)}
     origins.update(_origin(extra) for extra in settings.web.trusted_origins)
@@ -121,7 +129,7 @@ async def enforce_csrf(request: Request, principal: Principal | None) -> None:
         return  # bearer tokens are not sent by browsers on their own, so they cannot be forged
     settings: Settings = request.app.state.settings
     origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin or _origin(origin) not in _allowed_origins(settings):
+    if not same_site_origin(settings, origin):
         raise CsrfRejected("This request did not come from this panel's own pages.")
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and request.headers.get("content-type", "").startswith(

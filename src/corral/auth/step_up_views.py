@@ -9,10 +9,12 @@ close the dialog and send the refused request again; a plain form is redirected 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Form, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.auth.deps import require
 from corral.auth.passkey_errors import PasskeyRejected
@@ -26,6 +28,8 @@ from corral.web.rendering import is_htmx, render
 router = APIRouter(prefix="/step-up", include_in_schema=False)
 
 SignedIn = Annotated[Principal, require()]
+NextForm = Annotated[str, Form(max_length=2000)]
+StaffForm = Annotated[bool, Form()]
 PROMPT = "auth/_step_up.html"
 PAGE = "auth/step_up.html"
 STEPPED_UP_EVENT = "corral:stepped-up"
@@ -105,22 +109,47 @@ async def passkey_step_up(
     return JSONResponse({"ok": True})
 
 
+# ``step_up.with_code`` or ``step_up.with_password``: whether the typed secret proves the person.
+Verify = Callable[[AsyncSession, Principal, str, str | None], Awaitable[bool]]
+
+
+async def _with_secret(
+    request: Request,
+    session: DbSession,
+    principal: Principal,
+    verify: Verify,
+    secret: str,
+    *,
+    wrong: str,
+    next_url: str,
+    staff: bool,
+) -> Response:
+    """Check a typed code or password; if it is wrong, the prompt again with ``wrong`` (401)."""
+    if await verify(session, principal, secret, _ip()):
+        return _done(request, next_url)
+    context = await prompt_context(session, principal, staff=staff, next_url=next_url, error=wrong)
+    return _answer(request, context, status_code=401)
+
+
 @router.post("/code", response_class=HTMLResponse)
 async def code_step_up(
     request: Request,
     session: DbSession,
     principal: SignedIn,
     code: Annotated[str, Form(max_length=64)],
-    next: Annotated[str, Form(max_length=2000)] = "/dashboard",
-    staff: Annotated[bool, Form()] = False,
+    next: NextForm = "/dashboard",
+    staff: StaffForm = False,
 ) -> Response:
-    next_url = safe_next(next)
-    if await step_up.with_code(session, principal, code, _ip()):
-        return _done(request, next_url)
-    context = await prompt_context(
-        session, principal, staff=staff, next_url=next_url, error=WRONG[StepUpMethod.TOTP]
+    return await _with_secret(
+        request,
+        session,
+        principal,
+        step_up.with_code,
+        code,
+        wrong=WRONG[StepUpMethod.TOTP],
+        next_url=safe_next(next),
+        staff=staff,
     )
-    return _answer(request, context, status_code=401)
 
 
 @router.post("/password", response_class=HTMLResponse)
@@ -129,13 +158,16 @@ async def password_step_up(
     session: DbSession,
     principal: SignedIn,
     password: Annotated[str, Form(max_length=1024)],
-    next: Annotated[str, Form(max_length=2000)] = "/dashboard",
-    staff: Annotated[bool, Form()] = False,
+    next: NextForm = "/dashboard",
+    staff: StaffForm = False,
 ) -> Response:
-    next_url = safe_next(next)
-    if await step_up.with_password(session, principal, password, _ip()):
-        return _done(request, next_url)
-    context = await prompt_context(
-        session, principal, staff=staff, next_url=next_url, error=WRONG[StepUpMethod.PASSWORD]
+    return await _with_secret(
+        request,
+        session,
+        principal,
+        step_up.with_password,
+        password,
+        wrong=WRONG[StepUpMethod.PASSWORD],
+        next_url=safe_next(next),
+        staff=staff,
     )
-    return _answer(request, context, status_code=401)

@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from corral.auth.cookies import cookie_names
-from corral.auth.deps import ACCESS_ATTRIBUTE, _allowed_origins, _origin, require
+from corral.auth.deps import ACCESS_ATTRIBUTE, require, same_site_origin
 from corral.auth.principal import Principal
 from corral.auth.service import auth
 from corral.config import Settings
@@ -103,7 +103,7 @@ async def socket_access(websocket: WebSocket) -> SocketAccess:
         )
         return SocketAccess(principal=None, refusal=refusal)
     origin = websocket.headers.get("origin")
-    if not origin or _origin(origin) not in _allowed_origins(settings):
+    if not same_site_origin(settings, origin):
         refusal = ConsoleRefused(
             CLOSE_FORBIDDEN, "bad_origin", "This console was not opened from this panel's own pages."
         )

@@ -8,7 +8,7 @@ key, which the page turns into a toast. Delete is an htmx post (``hx-confirm``) 
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,8 +20,8 @@ from corral.locations.schemas import MAX_ID, LocationCreate, LocationUpdate
 from corral.locations.service import locations
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
-from corral.web.forms import Done, done_toasts, field_errors
-from corral.web.rendering import Toast, redirect, render
+from corral.web.forms import Done, FormPage
+from corral.web.rendering import redirect
 
 router = APIRouter(prefix="/admin/locations", include_in_schema=False)
 
@@ -46,29 +46,20 @@ HINTS: dict[str, str] = {
 
 
 async def _list_page(
-    request: Request,
-    session: DbSession,
-    principal: Principal,
-    *,
-    form: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    toasts: list[Toast] | None = None,
-    status_code: int = 200,
+    request: Request, session: DbSession, principal: Principal, page: FormPage = FormPage()
 ) -> HTMLResponse:
     context = {
         "rows": await locations.list(session, principal),
-        "form": form or {"slug": "", "name": "", "country_code": "", "active": True},
-        "errors": errors or {},
-        "toasts": toasts or [],
+        "form": page.values({"slug": "", "name": "", "country_code": "", "active": True}),
     }
-    return render(request, LIST_TEMPLATE, context, status_code=status_code)
+    return page.render(request, LIST_TEMPLATE, context)
 
 
 @router.get("", response_class=HTMLResponse)
 async def location_list(
     request: Request, session: DbSession, principal: Reader, done: Done = None
 ) -> HTMLResponse:
-    return await _list_page(request, session, principal, toasts=done_toasts(done, DONE))
+    return await _list_page(request, session, principal, FormPage.opened(done, DONE))
 
 
 @router.post("", response_class=HTMLResponse)
@@ -85,35 +76,26 @@ async def create_location(
     try:
         data = LocationCreate.model_validate(form)
     except ValidationError as error:
-        return await _list_page(
-            request, session, principal, form=form, errors=field_errors(error, hints=HINTS), status_code=422
-        )
+        return await _list_page(request, session, principal, FormPage.refused(form, error, hints=HINTS))
     await locations.create(session, principal, data)
     return RedirectResponse("/admin/locations?done=created", status_code=303)
 
 
 async def _edit_page(
-    request: Request,
-    session: DbSession,
-    principal: Principal,
-    location_id: int,
-    *,
-    form: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    toasts: list[Toast] | None = None,
-    status_code: int = 200,
+    request: Request, session: DbSession, principal: Principal, location_id: int, page: FormPage = FormPage()
 ) -> HTMLResponse:
     location = await locations.get(session, principal, location_id)
-    values = form or {"name": location.name, "country_code": location.country_code, "active": location.active}
-    context = {"location": location, "form": values, "errors": errors or {}, "toasts": toasts or []}
-    return render(request, EDIT_TEMPLATE, context, status_code=status_code)
+    values = page.values(
+        {"name": location.name, "country_code": location.country_code, "active": location.active}
+    )
+    return page.render(request, EDIT_TEMPLATE, {"location": location, "form": values})
 
 
 @router.get("/{location_id}", response_class=HTMLResponse)
 async def location_page(
     request: Request, session: DbSession, principal: Reader, location_id: LocationId, done: Done = None
 ) -> HTMLResponse:
-    return await _edit_page(request, session, principal, location_id, toasts=done_toasts(done, DONE))
+    return await _edit_page(request, session, principal, location_id, FormPage.opened(done, DONE))
 
 
 @router.post("/{location_id}", response_class=HTMLResponse)
@@ -130,15 +112,8 @@ async def update_location(
     try:
         data = LocationUpdate.model_validate(form)
     except ValidationError as error:
-        return await _edit_page(
-            request,
-            session,
-            principal,
-            location_id,
-            form=form,
-            errors=field_errors(error, hints=HINTS),
-            status_code=422,
-        )
+        page = FormPage.refused(form, error, hints=HINTS)
+        return await _edit_page(request, session, principal, location_id, page)
     await locations.update(session, principal, location_id, data)
     return RedirectResponse(f"/admin/locations/{location_id}?done=saved", status_code=303)
 

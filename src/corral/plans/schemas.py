@@ -185,8 +185,8 @@ class PlanAdminLocationRead(PlanLocationRead):
     active: bool
 
 
-class PlanRead(BaseModel):
-    """A plan as staff see it, inactive ones and inactive locations included."""
+class _PlanReadFields(BaseModel):
+    """What every read model of a plan starts with."""
 
     id: int
     slug: str
@@ -196,6 +196,11 @@ class PlanRead(BaseModel):
     disk_gib: int
     traffic_gib: int = Field(description="Monthly traffic in GiB; 0 means unmetered.")
     price: PlanPriceRead
+
+
+class PlanRead(_PlanReadFields):
+    """A plan as staff see it, inactive ones and inactive locations included."""
+
     active: bool
     locations: list[PlanAdminLocationRead]
     server_count: int = Field(description="Servers ordered on the plan (a used plan cannot be deleted).")
@@ -203,72 +208,62 @@ class PlanRead(BaseModel):
     updated_at: datetime
 
 
-class PlanOfferRead(BaseModel):
+class PlanOfferRead(_PlanReadFields):
     """An orderable plan: active, with the active locations offering it."""
 
-    id: int
-    slug: str
-    name: str
-    vcpus: int
-    memory_mib: int
-    disk_gib: int
-    traffic_gib: int = Field(description="Monthly traffic in GiB; 0 means unmetered.")
-    price: PlanPriceRead
     locations: list[PlanLocationRead]
 
 
 @dataclass(frozen=True)
-class PlanRow:
-    """A plan with its locations and how many servers use it, for the admin pages and API."""
+class _PlanView:
+    """A plan loaded for showing: its price as text, and the fields every plan read model shares."""
 
     plan: Plan
-    locations: list[Location] = field(default_factory=list)
-    server_count: int = 0
 
     @property
     def price_text(self) -> str:
         return format_price(self.plan.price_minor, self.plan.currency)
 
-    def read(self) -> PlanRead:
+    def _read_fields(self) -> dict[str, Any]:
         plan = self.plan
+        return {
+            "id": plan.id,
+            "slug": plan.slug,
+            "name": plan.name,
+            "vcpus": plan.vcpus,
+            "memory_mib": plan.memory_mib,
+            "disk_gib": plan.disk_gib,
+            "traffic_gib": plan.traffic_gib,
+            "price": PlanPriceRead.of(plan.price_minor, plan.currency),
+        }
+
+
+@dataclass(frozen=True)
+class PlanRow(_PlanView):
+    """A plan with its locations and how many servers use it, for the admin pages and API."""
+
+    locations: list[Location] = field(default_factory=list)
+    server_count: int = 0
+
+    def read(self) -> PlanRead:
         return PlanRead(
-            id=plan.id,
-            slug=plan.slug,
-            name=plan.name,
-            vcpus=plan.vcpus,
-            memory_mib=plan.memory_mib,
-            disk_gib=plan.disk_gib,
-            traffic_gib=plan.traffic_gib,
-            price=PlanPriceRead.of(plan.price_minor, plan.currency),
-            active=plan.active,
+            **self._read_fields(),
+            active=self.plan.active,
             locations=[PlanAdminLocationRead.model_validate(location) for location in self.locations],
             server_count=self.server_count,
-            created_at=plan.created_at,
-            updated_at=plan.updated_at,
+            created_at=self.plan.created_at,
+            updated_at=self.plan.updated_at,
         )
 
 
 @dataclass(frozen=True)
-class OrderablePlan:
+class OrderablePlan(_PlanView):
     """An active plan and the active locations it can be ordered in (never empty)."""
 
-    plan: Plan
     locations: list[Location]
 
-    @property
-    def price_text(self) -> str:
-        return format_price(self.plan.price_minor, self.plan.currency)
-
     def read(self) -> PlanOfferRead:
-        plan = self.plan
         return PlanOfferRead(
-            id=plan.id,
-            slug=plan.slug,
-            name=plan.name,
-            vcpus=plan.vcpus,
-            memory_mib=plan.memory_mib,
-            disk_gib=plan.disk_gib,
-            traffic_gib=plan.traffic_gib,
-            price=PlanPriceRead.of(plan.price_minor, plan.currency),
+            **self._read_fields(),
             locations=[PlanLocationRead.model_validate(location) for location in self.locations],
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Request
+from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -25,8 +25,8 @@ from corral.plans.schemas import MAX_LOCATIONS, PlanCreate, PlanUpdate
 from corral.plans.service import plans
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
-from corral.web.forms import Done, done_toasts, field_errors
-from corral.web.rendering import Toast, redirect, render
+from corral.web.forms import Done, FormPage
+from corral.web.rendering import redirect
 
 router = APIRouter(prefix="/admin/plans", include_in_schema=False)
 
@@ -68,19 +68,21 @@ EMPTY_FORM: dict[str, Any] = {
 }
 
 
-def _form(
-    *,
-    name: str,
-    vcpus: str,
-    memory_mib: str,
-    disk_gib: str,
-    traffic_gib: str,
-    price: str,
-    currency: str,
-    active: str,
-    location_ids: list[str],
+def _plan_form(
+    slug: FormText = "",
+    name: FormText = "",
+    vcpus: FormText = "",
+    memory_mib: FormText = "",
+    disk_gib: FormText = "",
+    traffic_gib: FormText = "",
+    price: FormText = "",
+    currency: FormText = "",
+    active: FormText = "",
+    location_ids: FormList = [],  # noqa: B006 (FastAPI copies defaults)
 ) -> dict[str, Any]:
+    """The add and edit forms' fields, as typed (the dependency both posts share)."""
     return {
+        "slug": slug,
         "name": name,
         "vcpus": vcpus,
         "memory_mib": memory_mib,
@@ -94,13 +96,9 @@ def _form(
     }
 
 
-def _refusal(error: PanelError) -> dict[str, str]:
-    """A service refusal shown next to the field it is about."""
-    if isinstance(error, PlanSlugTaken):
-        return {"slug": error.message}
-    if isinstance(error, UnknownPlanLocation):
-        return {"location_ids": error.message}
-    return {"form": error.message}
+PlanForm = Annotated[dict[str, Any], Depends(_plan_form)]
+# A service refusal shown next to the field it is about.
+REFUSAL_FIELDS: dict[type[PanelError], str] = {PlanSlugTaken: "slug", UnknownPlanLocation: "location_ids"}
 
 
 def _checked(form: dict[str, Any]) -> set[str]:
@@ -108,168 +106,84 @@ def _checked(form: dict[str, Any]) -> set[str]:
 
 
 async def _list_page(
-    request: Request,
-    session: DbSession,
-    principal: Principal,
-    *,
-    form: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    toasts: list[Toast] | None = None,
-    status_code: int = 200,
+    request: Request, session: DbSession, principal: Principal, page: FormPage = FormPage()
 ) -> HTMLResponse:
-    values = form or EMPTY_FORM
+    values = page.values(EMPTY_FORM)
     context = {
         "rows": await plans.list(session, principal),
         "choices": await plans.location_choices(session, principal),
         "form": values,
         "checked": _checked(values),
-        "errors": errors or {},
-        "toasts": toasts or [],
         "format_price": format_price,
     }
-    return render(request, LIST_TEMPLATE, context, status_code=status_code)
+    return page.render(request, LIST_TEMPLATE, context)
 
 
 @router.get("", response_class=HTMLResponse)
 async def plan_list(
     request: Request, session: DbSession, principal: Reader, done: Done = None
 ) -> HTMLResponse:
-    return await _list_page(request, session, principal, toasts=done_toasts(done, DONE))
+    return await _list_page(request, session, principal, FormPage.opened(done, DONE))
 
 
 @router.post("", response_class=HTMLResponse)
-async def create_plan(
-    request: Request,
-    session: DbSession,
-    principal: Manager,
-    slug: FormText = "",
-    name: FormText = "",
-    vcpus: FormText = "",
-    memory_mib: FormText = "",
-    disk_gib: FormText = "",
-    traffic_gib: FormText = "",
-    price: FormText = "",
-    currency: FormText = "",
-    active: FormText = "",
-    location_ids: FormList = [],  # noqa: B006 (FastAPI copies defaults)
-) -> Response:
-    form = {"slug": slug} | _form(
-        name=name,
-        vcpus=vcpus,
-        memory_mib=memory_mib,
-        disk_gib=disk_gib,
-        traffic_gib=traffic_gib,
-        price=price,
-        currency=currency,
-        active=active,
-        location_ids=location_ids,
-    )
+async def create_plan(request: Request, session: DbSession, principal: Manager, form: PlanForm) -> Response:
     try:
         data = PlanCreate.model_validate(form)
-    except ValidationError as error:
-        errors = field_errors(error, hints=HINTS)
-        return await _list_page(request, session, principal, form=form, errors=errors, status_code=422)
-    try:
         await plans.create(session, principal, data)
-    except (PlanSlugTaken, UnknownPlanLocation) as refused:
-        return await _list_page(
-            request, session, principal, form=form, errors=_refusal(refused), status_code=refused.status_code
-        )
+    except (ValidationError, PlanSlugTaken, UnknownPlanLocation) as error:
+        page = FormPage.refused(form, error, hints=HINTS, fields=REFUSAL_FIELDS)
+        return await _list_page(request, session, principal, page)
     return RedirectResponse("/admin/plans?done=created", status_code=303)
 
 
 async def _edit_page(
-    request: Request,
-    session: DbSession,
-    principal: Principal,
-    plan_id: int,
-    *,
-    form: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    toasts: list[Toast] | None = None,
-    status_code: int = 200,
+    request: Request, session: DbSession, principal: Principal, plan_id: int, page: FormPage = FormPage()
 ) -> HTMLResponse:
     row = await plans.get(session, principal, plan_id)
     plan = row.plan
-    values = form or {
-        "slug": plan.slug,
-        "name": plan.name,
-        "vcpus": plan.vcpus,
-        "memory_mib": plan.memory_mib,
-        "disk_gib": plan.disk_gib,
-        "traffic_gib": plan.traffic_gib,
-        "price": price_amount(plan.price_minor, plan.currency),
-        "currency": plan.currency,
-        "active": plan.active,
-        "location_ids": [location.id for location in row.locations],
-    }
+    values = page.values(
+        {
+            "slug": plan.slug,
+            "name": plan.name,
+            "vcpus": plan.vcpus,
+            "memory_mib": plan.memory_mib,
+            "disk_gib": plan.disk_gib,
+            "traffic_gib": plan.traffic_gib,
+            "price": price_amount(plan.price_minor, plan.currency),
+            "currency": plan.currency,
+            "active": plan.active,
+            "location_ids": [location.id for location in row.locations],
+        }
+    )
     context = {
         "row": row,
         "plan": plan,
         "choices": await plans.location_choices(session, principal),
         "form": values,
         "checked": _checked(values),
-        "errors": errors or {},
-        "toasts": toasts or [],
         "format_price": format_price,
     }
-    return render(request, EDIT_TEMPLATE, context, status_code=status_code)
+    return page.render(request, EDIT_TEMPLATE, context)
 
 
 @router.get("/{plan_id}", response_class=HTMLResponse)
 async def plan_page(
     request: Request, session: DbSession, principal: Reader, plan_id: PlanId, done: Done = None
 ) -> HTMLResponse:
-    return await _edit_page(request, session, principal, plan_id, toasts=done_toasts(done, DONE))
+    return await _edit_page(request, session, principal, plan_id, FormPage.opened(done, DONE))
 
 
 @router.post("/{plan_id}", response_class=HTMLResponse)
 async def update_plan(
-    request: Request,
-    session: DbSession,
-    principal: Manager,
-    plan_id: PlanId,
-    slug: FormText = "",
-    name: FormText = "",
-    vcpus: FormText = "",
-    memory_mib: FormText = "",
-    disk_gib: FormText = "",
-    traffic_gib: FormText = "",
-    price: FormText = "",
-    currency: FormText = "",
-    active: FormText = "",
-    location_ids: FormList = [],  # noqa: B006 (FastAPI copies defaults)
+    request: Request, session: DbSession, principal: Manager, plan_id: PlanId, form: PlanForm
 ) -> Response:
-    form = {"slug": slug} | _form(
-        name=name,
-        vcpus=vcpus,
-        memory_mib=memory_mib,
-        disk_gib=disk_gib,
-        traffic_gib=traffic_gib,
-        price=price,
-        currency=currency,
-        active=active,
-        location_ids=location_ids,
-    )
     try:
         data = PlanUpdate.model_validate(form)
-    except ValidationError as error:
-        errors = field_errors(error, hints=HINTS)
-        return await _edit_page(
-            request, session, principal, plan_id, form=form, errors=errors, status_code=422
-        )
-    try:
         await plans.update(session, principal, plan_id, data)
-    except (PlanSlugTaken, UnknownPlanLocation) as refused:
-        return await _edit_page(
-            request,
-            session,
-            principal,
-            plan_id,
-            form=form,
-            errors=_refusal(refused),
-            status_code=refused.status_code,
-        )
+    except (ValidationError, PlanSlugTaken, UnknownPlanLocation) as error:
+        page = FormPage.refused(form, error, hints=HINTS, fields=REFUSAL_FIELDS)
+        return await _edit_page(request, session, principal, plan_id, page)
     return RedirectResponse(f"/admin/plans/{plan_id}?done=saved", status_code=303)
 
 

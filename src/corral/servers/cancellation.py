@@ -101,6 +101,26 @@ def _target(server: Server) -> Target:
     return Target(type="server", id=server.id)
 
 
+def _mark(server: Server, mode: str | None, requested_at: datetime | None, due_at: datetime | None) -> None:
+    """Set (or, with ``None``s, clear) the cancellation, starting its deletion attempts afresh."""
+    server.cancel_mode = mode
+    server.cancel_requested_at = requested_at
+    server.cancel_due_at = due_at
+    server.cancel_attempts = 0
+    server.cancel_error = None
+
+
+async def _owned(
+    session: AsyncSession, principal: Principal, server_id: int, permission: Permission, *, for_update: bool
+) -> Server:
+    """The principal's own server (another customer's is not found), if ``permission`` allows."""
+    _need(principal, permission)
+    server = await fleet_repository.owned(session, principal.user_id, server_id, for_update=for_update)
+    if server is None:
+        raise ServerNotFound()
+    return server
+
+
 def _error_text(error: BaseException) -> str:
     text = error.message if isinstance(error, PanelError) else f"{type(error).__name__}: {error}"
     return text[:ERROR_MAX]
@@ -109,11 +129,7 @@ def _error_text(error: BaseException) -> str:
 class CancellationService:
     async def get(self, session: AsyncSession, principal: Principal, server_id: int) -> Server:
         """The principal's own server (another customer's is not found)."""
-        _need(principal, Permission.SERVERS_READ)
-        server = await fleet_repository.owned(session, principal.user_id, server_id)
-        if server is None:
-            raise ServerNotFound()
-        return server
+        return await _owned(session, principal, server_id, Permission.SERVERS_READ, for_update=False)
 
     async def request(
         self,
@@ -125,10 +141,7 @@ class CancellationService:
         confirm: str | None = None,
     ) -> Server:
         """Cancel the principal's own server. ``confirm`` must be the server's name for ``immediate``."""
-        _need(principal, Permission.SERVERS_MANAGE)
-        server = await fleet_repository.owned(session, principal.user_id, server_id, for_update=True)
-        if server is None:
-            raise ServerNotFound()
+        server = await _owned(session, principal, server_id, Permission.SERVERS_MANAGE, for_update=True)
         if server.status in _GONE:
             raise ServerBeingDeleted()
         previous = server.cancel_mode
@@ -149,11 +162,7 @@ class CancellationService:
             due = now + timedelta(seconds=policy.immediate_delay_seconds)
             if server.cancel_due_at is not None and server.cancel_due_at < due:
                 due = server.cancel_due_at  # an upgrade never postpones the deletion
-        server.cancel_mode = mode.value
-        server.cancel_requested_at = now
-        server.cancel_due_at = due
-        server.cancel_attempts = 0
-        server.cancel_error = None
+        _mark(server, mode.value, now, due)
         await session.flush()
         await audit.record(
             session,
@@ -166,10 +175,7 @@ class CancellationService:
 
     async def revoke(self, session: AsyncSession, principal: Principal, server_id: int) -> Server:
         """Keep the server: withdraw a grace cancellation before it is due."""
-        _need(principal, Permission.SERVERS_MANAGE)
-        server = await fleet_repository.owned(session, principal.user_id, server_id, for_update=True)
-        if server is None:
-            raise ServerNotFound()
+        server = await _owned(session, principal, server_id, Permission.SERVERS_MANAGE, for_update=True)
         if server.status in _GONE:
             raise CancellationNotRevocable("The deletion has already started.")
         if server.cancel_mode is None:
@@ -181,11 +187,7 @@ class CancellationService:
         if not revocable(server):
             raise CancellationNotRevocable("The grace period has ended; the deletion is under way.")
         due = server.cancel_due_at
-        server.cancel_mode = None
-        server.cancel_requested_at = None
-        server.cancel_due_at = None
-        server.cancel_attempts = 0
-        server.cancel_error = None
+        _mark(server, None, None, None)
         await session.flush()
         await audit.record(
             session,

@@ -46,6 +46,14 @@ class ReconcileReport:
     resolved: int = 0
 
 
+@dataclass(frozen=True)
+class _NewDrift:
+    kind: DriftKind
+    external_id: str
+    server_id: int | None
+    detail: str
+
+
 async def _report(
     session: AsyncSession,
     node_id: int,
@@ -54,21 +62,16 @@ async def _report(
     server_id: int | None,
     detail: str,
     report: ReconcileReport,
+    to_audit: list[_NewDrift],
 ) -> None:
     report_id, created = await repository.upsert_drift(
         session, node_id=node_id, kind=kind.value, external_id=external_id, server_id=server_id, detail=detail
     )
     if created:
-        # Audited once, when first seen; later listings only refresh last_seen_at.
+        # Audited once, when first seen; later listings only refresh last_seen_at. The event is
+        # recorded by reconcile() after its flush, not here (see there).
         report.new_drift.append(report_id)
-        await audit.record(
-            session,
-            _ACTOR,
-            f"drift.{kind.value}",
-            target=Target(type="node", id=node_id),
-            payload={"external_id": external_id, "server_id": server_id, "detail": detail},
-            result="failure",
-        )
+        to_audit.append(_NewDrift(kind, external_id, server_id, detail))
 
 
 async def reconcile(session: AsyncSession, node_id: int, instances: Sequence[InstanceRef]) -> ReconcileReport:
@@ -80,6 +83,7 @@ async def reconcile(session: AsyncSession, node_id: int, instances: Sequence[Ins
     # Servers mid-operation, by panel id: their instance may exist before the job records its id.
     changing = {str(server.id) for server in servers if server.status in _CHANGING}
     open_keys: set[tuple[str, str]] = set()
+    to_audit: list[_NewDrift] = []
 
     for instance in instances:
         server = by_external.pop(instance.external_id, None)
@@ -90,7 +94,14 @@ async def reconcile(session: AsyncSession, node_id: int, instances: Sequence[Ins
             if instance.server_id is not None:
                 detail += f"; it is labelled as panel server {instance.server_id}"
             await _report(
-                session, node_id, DriftKind.UNKNOWN_INSTANCE, instance.external_id, None, detail, report
+                session,
+                node_id,
+                DriftKind.UNKNOWN_INSTANCE,
+                instance.external_id,
+                None,
+                detail,
+                report,
+                to_audit,
             )
             open_keys.add((DriftKind.UNKNOWN_INSTANCE.value, instance.external_id))
             continue
@@ -104,11 +115,26 @@ async def reconcile(session: AsyncSession, node_id: int, instances: Sequence[Ins
         server.power_state = PowerState.UNKNOWN.value
         server.state_checked_at = now
         detail = f"server {server.id} ({server.name}) expects instance {external_id}, which the node lacks"
-        await _report(session, node_id, DriftKind.MISSING_INSTANCE, external_id, server.id, detail, report)
+        await _report(
+            session, node_id, DriftKind.MISSING_INSTANCE, external_id, server.id, detail, report, to_audit
+        )
         open_keys.add((DriftKind.MISSING_INSTANCE.value, external_id))
 
     report.resolved = await _resolve_others(session, node_id, open_keys)
     await session.flush()
+    # Audit only now, after the flush has written (and so row-locked) the servers changed above.
+    # The audit chain's lock is held until commit, and request paths lock a server row and then
+    # audit (cancellations.request): auditing first and updating servers afterwards deadlocked
+    # with them.
+    for drift in to_audit:
+        await audit.record(
+            session,
+            _ACTOR,
+            f"drift.{drift.kind.value}",
+            target=Target(type="node", id=node_id),
+            payload={"external_id": drift.external_id, "server_id": drift.server_id, "detail": drift.detail},
+            result="failure",
+        )
     return report
 
 

@@ -200,8 +200,7 @@ class ServerService:
         self, session: AsyncSession, actor: Actor, server_id: int, name: str, *, owner_id: int | None = None
     ) -> Server:
         """Change the display name (``name`` already checked by naming.normalise_display_name)."""
-        server = await self._locked(session, server_id, owner_id)
-        self._ensure_actionable(server)
+        server = await self._actionable(session, server_id, owner_id)
         before = server.name
         server.name = name
         await session.flush()
@@ -218,8 +217,7 @@ class ServerService:
         self, session: AsyncSession, actor: Actor, server_id: int, job_id: int, *, owner_id: int | None = None
     ) -> JobRead:
         """The timeline's retry button: queue a failed job of this server again."""
-        server = await self._locked(session, server_id, owner_id)
-        self._ensure_actionable(server)
+        server = await self._actionable(session, server_id, owner_id)
         job = await job_service.get(session, job_id)
         if job.lock != f"server:{server.id}":
             raise JobNotFound()  # another server's job answers as a missing one
@@ -243,17 +241,15 @@ class ServerService:
         owner_id: int | None = None,
     ) -> int:
         """Phase two: the operating system and access are chosen; a job builds the server."""
-        server = await self._locked(session, server_id, owner_id)
-        self._ensure_actionable(server)
-        if server.status != ServerStatus.AWAITING_SETUP:
-            raise InvalidServerState("This server has already been set up.")
-        if server.node_id is None or not await repository.template_on_node(
-            session, setup.template_id, server.node_id
-        ):
-            raise TemplateNotOffered()
-        server.template_id = setup.template_id
-        server.hostname = setup.hostname
-        server.status = ServerStatus.PROVISIONING.value
+        server = await self._install_on(
+            session,
+            server_id,
+            setup,
+            owner_id,
+            allowed=(ServerStatus.AWAITING_SETUP.value,),
+            refusal="This server has already been set up.",
+            status=ServerStatus.PROVISIONING,
+        )
         job_id = await job_service.defer(
             session,
             "server.provision",
@@ -283,8 +279,7 @@ class ServerService:
         *,
         owner_id: int | None = None,
     ) -> int:
-        server = await self._locked(session, server_id, owner_id)
-        self._ensure_actionable(server)
+        server = await self._actionable(session, server_id, owner_id)
         if server.status not in _OPERABLE:
             raise InvalidServerState(f"A {server.status.replace('_', ' ')} server cannot be powered.")
         job_id = await self._defer_once(session, "server.power", server.id, action=action)
@@ -302,17 +297,15 @@ class ServerService:
         *,
         owner_id: int | None = None,
     ) -> int:
-        server = await self._locked(session, server_id, owner_id)
-        self._ensure_actionable(server)
-        if server.status not in _OPERABLE:
-            raise InvalidServerState("Only a running or stopped server can be reinstalled.")
-        if server.node_id is None or not await repository.template_on_node(
-            session, setup.template_id, server.node_id
-        ):
-            raise TemplateNotOffered()
-        server.template_id = setup.template_id
-        server.hostname = setup.hostname
-        server.status = ServerStatus.REINSTALLING.value
+        server = await self._install_on(
+            session,
+            server_id,
+            setup,
+            owner_id,
+            allowed=_OPERABLE,
+            refusal="Only a running or stopped server can be reinstalled.",
+            status=ServerStatus.REINSTALLING,
+        )
         job_id = await self._defer_once(
             session,
             "server.reinstall",
@@ -378,6 +371,37 @@ class ServerService:
         server = await repository.server_for_update(session, server_id, owner_id=owner_id)
         if server is None:
             raise ServerNotFound()
+        return server
+
+    async def _actionable(self, session: AsyncSession, server_id: int, owner_id: int | None) -> Server:
+        """The server, locked, if it may take a customer action now (see _ensure_actionable)."""
+        server = await self._locked(session, server_id, owner_id)
+        self._ensure_actionable(server)
+        return server
+
+    async def _install_on(
+        self,
+        session: AsyncSession,
+        server_id: int,
+        setup: ServerSetup,
+        owner_id: int | None,
+        *,
+        allowed: Sequence[str],
+        refusal: str,
+        status: ServerStatus,
+    ) -> Server:
+        """Point a server at the template and hostname it is (re)installed with, once it is in one
+        of the ``allowed`` states and the template is offered on its node; it moves to ``status``."""
+        server = await self._actionable(session, server_id, owner_id)
+        if server.status not in allowed:
+            raise InvalidServerState(refusal)
+        if server.node_id is None or not await repository.template_on_node(
+            session, setup.template_id, server.node_id
+        ):
+            raise TemplateNotOffered()
+        server.template_id = setup.template_id
+        server.hostname = setup.hostname
+        server.status = status.value
         return server
 
     @staticmethod

@@ -57,19 +57,21 @@ def ensure_not_suspended(server: Server) -> None:
         raise ServerSuspended.because(server.suspended_reason)
 
 
-def _need(principal: Principal) -> None:
+async def _locked(session: AsyncSession, principal: Principal, server_id: int) -> Server:
+    """The server, locked for the change, if the principal may suspend servers."""
     if not principal.can(Permission.FLEET_SERVERS_SUSPEND):
         raise MissingPermission()
+    server = await fleet_repository.for_update(session, server_id)
+    if server is None:
+        raise ServerNotFound()
+    return server
 
 
 class SuspensionService:
     async def suspend(
         self, session: AsyncSession, principal: Principal, server_id: int, change: SuspensionChange
     ) -> Server:
-        _need(principal)
-        server = await fleet_repository.for_update(session, server_id)
-        if server is None:
-            raise ServerNotFound()
+        server = await _locked(session, principal, server_id)
         if server.status in _GONE:
             raise ServerBeingDeleted()
         if server.suspended_at is not None:
@@ -95,10 +97,7 @@ class SuspensionService:
     async def unsuspend(
         self, session: AsyncSession, principal: Principal, server_id: int, change: SuspensionChange
     ) -> Server:
-        _need(principal)
-        server = await fleet_repository.for_update(session, server_id)
-        if server is None:
-            raise ServerNotFound()
+        server = await _locked(session, principal, server_id)
         if server.suspended_at is None:
             raise NotSuspended()
         previous = server.suspended_reason

@@ -44,7 +44,7 @@ from corral.servers.service import PlanOrder, servers
 from corral.ssh_keys.service import ssh_keys
 from corral.templates.service import templates
 from corral.web.deps import DbSession
-from corral.web.forms import Done, done_toasts, field_errors
+from corral.web.forms import Done, FormPage, done_toasts, field_errors
 from corral.web.rendering import is_htmx, redirect, render, toast
 
 router = APIRouter(include_in_schema=False)
@@ -94,22 +94,16 @@ async def server_list(
     )
 
 
-async def _order_page(
-    request: Request,
-    session: DbSession,
-    *,
-    form: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    refusal: str | None = None,
-    status_code: int = 200,
-) -> HTMLResponse:
+async def _order_page(request: Request, session: DbSession, page: FormPage = FormPage()) -> HTMLResponse:
     offers = await plans.list_orderable(session)
     locations = {location.id: location for offer in offers for location in offer.locations}
-    values = form or {
-        "plan_id": str(offers[0].plan.id) if offers else "",
-        "location_id": str(offers[0].locations[0].id) if offers else "",
-        "name": "",
-    }
+    values = page.values(
+        {
+            "plan_id": str(offers[0].plan.id) if offers else "",
+            "location_id": str(offers[0].locations[0].id) if offers else "",
+            "name": "",
+        }
+    )
     # A fresh key for every rendering that may be submitted: the same form posted twice (a double
     # click, a resubmit after "back") carries the same key and orders once.
     values.setdefault("order_key", secrets.token_urlsafe(24))
@@ -117,10 +111,8 @@ async def _order_page(
         "offers": offers,
         "locations": sorted(locations.values(), key=lambda location: location.name),
         "form": values,
-        "errors": errors or {},
-        "refusal": refusal,
     }
-    return render(request, "servers/order.html", context, status_code=status_code)
+    return page.render(request, "servers/order.html", context)
 
 
 @router.get("/servers/new", response_class=HTMLResponse)
@@ -145,7 +137,7 @@ async def order_server(
         errors = field_errors(error, hints=HINTS)
         if "order_key" in errors:
             form.pop("order_key")  # a mangled key: give the form a new one
-        return await _order_page(request, session, form=form, errors=errors, status_code=422)
+        return await _order_page(request, session, FormPage(form, errors, status_code=422))
     try:
         async with session.begin_nested():
             server = await servers.order(
@@ -161,10 +153,10 @@ async def order_server(
             )
     except ValidationFailed as error:  # the plan is not offered there (any more)
         return await _order_page(
-            request, session, form=form, errors={"plan_id": error.message}, status_code=422
+            request, session, FormPage(form, {"plan_id": error.message}, status_code=422)
         )
     except Conflict as error:  # over the limit, no room, no addresses left
-        return await _order_page(request, session, form=form, refusal=error.message, status_code=409)
+        return await _order_page(request, session, FormPage(form, refusal=error.message, status_code=409))
     return RedirectResponse(f"/servers/{server.id}/setup", status_code=303)
 
 
@@ -176,33 +168,29 @@ async def _wizard(
     session: AsyncSession,
     principal: Principal,
     server_id: int,
-    *,
-    form: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    refusal: str | None = None,
-    status_code: int = 200,
+    page: FormPage = FormPage(),
 ) -> Response:
     view = await servers.view(session, server_id, owner_id=principal.user_id)
     server = view.server
     if server.status != "awaiting_setup":
         return RedirectResponse(f"/servers/{server.id}", status_code=303)
     offered = await templates.offered_on(session, server.node_id) if server.node_id is not None else []
-    values = form or {
-        "template_id": str(offered[0].id) if offered else "",
-        "hostname": "",
-        "ssh_key_ids": [],
-        "ssh_keys": "",
-    }
+    values = page.values(
+        {
+            "template_id": str(offered[0].id) if offered else "",
+            "hostname": "",
+            "ssh_key_ids": [],
+            "ssh_keys": "",
+        }
+    )
     context = {
         "view": view,
         "server": server,
         "offered": offered,
         "saved_keys": await ssh_keys.list(session, principal),
         "form": values,
-        "errors": errors or {},
-        "refusal": refusal,
     }
-    return render(request, "servers/setup.html", context, status_code=status_code)
+    return page.render(request, "servers/setup.html", context)
 
 
 @router.get("/servers/{server_id}/setup", response_class=HTMLResponse)
@@ -245,10 +233,8 @@ async def setup_server(
             }
         )
     except ValidationError as error:
-        errors = field_errors(error, hints=HINTS)
-        return await _wizard(
-            request, session, principal, server_id, form=form, errors=errors, status_code=422
-        )
+        page = FormPage.refused(form, error, hints=HINTS)
+        return await _wizard(request, session, principal, server_id, page)
     try:
         async with session.begin_nested():
             setup = await servers.prepare_setup(session, principal.user_id, data)
@@ -257,14 +243,11 @@ async def setup_server(
         raise
     except PanelError as error:
         if error.status_code == 422:  # a pasted key that is not a public key
-            errors = {"ssh_keys": error.message}
-            return await _wizard(
-                request, session, principal, server_id, form=form, errors=errors, status_code=422
-            )
+            page = FormPage(form, {"ssh_keys": error.message}, status_code=422)
+            return await _wizard(request, session, principal, server_id, page)
         if error.status_code == 409:
-            return await _wizard(
-                request, session, principal, server_id, form=form, refusal=error.message, status_code=409
-            )
+            page = FormPage(form, refusal=error.message, status_code=409)
+            return await _wizard(request, session, principal, server_id, page)
         raise
     return RedirectResponse(f"/servers/{server_id}?done=setup", status_code=303)
 
@@ -397,6 +380,20 @@ async def reinstall_server(
 ) -> Response:
     current = await servers.get(session, server_id, owner_id=principal.user_id)
     form = {"template_id": template_id, "confirm": confirm, "ssh_keys": ssh_keys_text}
+
+    async def refused(errors: dict[str, str]) -> HTMLResponse:
+        """The reinstall form again, with what was typed and the problems beside the fields."""
+        return await _page(
+            request,
+            session,
+            principal,
+            server_id,
+            block="reinstall",
+            status_code=422,
+            reinstall_form=form,
+            errors=errors,
+        )
+
     try:
         data = ServerReinstall.model_validate(
             {
@@ -410,17 +407,7 @@ async def reinstall_server(
             }
         )
     except ValidationError as error:
-        errors = field_errors(error, hints=HINTS)
-        return await _page(
-            request,
-            session,
-            principal,
-            server_id,
-            block="reinstall",
-            status_code=422,
-            reinstall_form=form,
-            errors=errors,
-        )
+        return await refused(field_errors(error, hints=HINTS))
     try:
         async with session.begin_nested():
             setup = await servers.prepare_setup(session, principal.user_id, data)
@@ -429,14 +416,5 @@ async def reinstall_server(
             )
     except ValidationFailed as error:
         field = "confirm" if error.details.get("field") == "confirm" else "ssh_keys"
-        return await _page(
-            request,
-            session,
-            principal,
-            server_id,
-            block="reinstall",
-            status_code=422,
-            reinstall_form=form,
-            errors={field: error.message},
-        )
+        return await refused({field: error.message})
     return redirect(request, f"/servers/{server_id}?done=reinstalling")

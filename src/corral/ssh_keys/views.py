@@ -15,15 +15,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from corral.auth.deps import require
 from corral.auth.principal import Principal
-from corral.kit.errors import PanelError
 from corral.rbac.permissions import Permission
 from corral.ssh_keys.errors import InvalidSshKey, InvalidSshKeyName, SshKeyDuplicate, TooManySshKeys
 from corral.ssh_keys.parsing import KEY_TYPES, MAX_INPUT_BYTES
 from corral.ssh_keys.schemas import MAX_ID
 from corral.ssh_keys.service import ssh_keys
 from corral.web.deps import DbSession
-from corral.web.forms import Done, done_toasts
-from corral.web.rendering import Toast, redirect, render
+from corral.web.forms import Done, FormPage
+from corral.web.rendering import redirect
 
 router = APIRouter(prefix="/account/ssh-keys", include_in_schema=False)
 
@@ -39,36 +38,22 @@ DONE: dict[str, str] = {"added": "SSH key added.", "deleted": "SSH key deleted."
 _REFUSALS = (InvalidSshKey, InvalidSshKeyName, SshKeyDuplicate, TooManySshKeys)
 
 
-def _field(error: PanelError) -> str:
-    field = error.details.get("field")
-    return field if isinstance(field, str) else "form"
-
-
 async def _page(
-    request: Request,
-    session: DbSession,
-    principal: Principal,
-    *,
-    form: dict[str, str] | None = None,
-    errors: dict[str, str] | None = None,
-    toasts: list[Toast] | None = None,
-    status_code: int = 200,
+    request: Request, session: DbSession, principal: Principal, page: FormPage = FormPage()
 ) -> HTMLResponse:
     context = {
         "keys": await ssh_keys.list(session, principal),
-        "form": form or {"name": "", "public_key": ""},
-        "errors": errors or {},
-        "toasts": toasts or [],
+        "form": page.values({"name": "", "public_key": ""}),
         "key_types": KEY_TYPES,
     }
-    return render(request, PAGE, context, status_code=status_code)
+    return page.render(request, PAGE, context)
 
 
 @router.get("", response_class=HTMLResponse)
 async def ssh_key_list(
     request: Request, session: DbSession, principal: Manager, done: Done = None
 ) -> HTMLResponse:
-    return await _page(request, session, principal, toasts=done_toasts(done, DONE))
+    return await _page(request, session, principal, FormPage.opened(done, DONE))
 
 
 @router.post("", response_class=HTMLResponse)
@@ -80,10 +65,7 @@ async def add_ssh_key(
     except _REFUSALS as error:
         # Nothing was written: every refusal is raised before the insert (or undone with it).
         form = {"name": name, "public_key": public_key}
-        errors = {_field(error): error.message}
-        return await _page(
-            request, session, principal, form=form, errors=errors, status_code=error.status_code
-        )
+        return await _page(request, session, principal, FormPage.refused(form, error))
     return RedirectResponse(f"{HERE}?done=added", status_code=303)
 
 

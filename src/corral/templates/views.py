@@ -22,7 +22,7 @@ from corral.templates.errors import TemplateAlreadyOnNode, TemplateSlugTaken, Un
 from corral.templates.schemas import MAX_ID, NodeTemplateCreate, OsTemplateCreate, OsTemplateUpdate
 from corral.templates.service import templates
 from corral.web.deps import DbSession
-from corral.web.forms import Done, done_toasts, field_errors
+from corral.web.forms import Done, FormPage, done_toasts, field_errors
 from corral.web.rendering import Toast, redirect, render
 
 router = APIRouter(prefix="/admin/os-templates", include_in_schema=False)
@@ -66,22 +66,10 @@ EMPTY_FORM: dict[str, Any] = {
 
 
 async def _list_page(
-    request: Request,
-    session: DbSession,
-    principal: Principal,
-    *,
-    form: dict[str, Any] | None = None,
-    errors: dict[str, str] | None = None,
-    toasts: list[Toast] | None = None,
-    status_code: int = 200,
+    request: Request, session: DbSession, principal: Principal, page: FormPage = FormPage()
 ) -> HTMLResponse:
-    context = {
-        "rows": await templates.list(session, principal),
-        "form": form or EMPTY_FORM,
-        "errors": errors or {},
-        "toasts": toasts or [],
-    }
-    return render(request, LIST_TEMPLATE, context, status_code=status_code)
+    context = {"rows": await templates.list(session, principal), "form": page.values(EMPTY_FORM)}
+    return page.render(request, LIST_TEMPLATE, context)
 
 
 def _template_form(values: dict[str, str], cloud_init: str, active: str) -> dict[str, Any]:
@@ -92,7 +80,7 @@ def _template_form(values: dict[str, str], cloud_init: str, active: str) -> dict
 async def template_list(
     request: Request, session: DbSession, principal: Reader, done: Done = None
 ) -> HTMLResponse:
-    return await _list_page(request, session, principal, toasts=done_toasts(done, DONE))
+    return await _list_page(request, session, principal, FormPage.opened(done, DONE))
 
 
 @router.post("", response_class=HTMLResponse)
@@ -120,14 +108,9 @@ async def create_template(
     form = _template_form(values, cloud_init, active)
     try:
         await templates.create(session, principal, OsTemplateCreate.model_validate(form))
-    except ValidationError as error:
-        return await _list_page(
-            request, session, principal, form=form, errors=field_errors(error, hints=HINTS), status_code=422
-        )
-    except TemplateSlugTaken as error:
-        return await _list_page(
-            request, session, principal, form=form, errors={"slug": error.message}, status_code=409
-        )
+    except (ValidationError, TemplateSlugTaken) as error:
+        page = FormPage.refused(form, error, hints=HINTS, fields={TemplateSlugTaken: "slug"})
+        return await _list_page(request, session, principal, page)
     return RedirectResponse("/admin/os-templates?done=created", status_code=303)
 
 
