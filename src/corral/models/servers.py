@@ -66,6 +66,14 @@ class Server(Base):
         CheckConstraint(f"cancel_mode IS NULL OR {_in('cancel_mode', CancelMode)}", name="cancel_mode_known"),
         # The cancellation processor looks for due cancellations every 30 seconds.
         Index("ix_servers_cancel_due", "cancel_due_at", postgresql_where=text("cancel_due_at IS NOT NULL")),
+        # An order sent twice with the same key (a double click, a retried API call) is one server.
+        Index(
+            "uq_servers_user_order_key",
+            "user_id",
+            "order_key",
+            unique=True,
+            postgresql_where=text("order_key IS NOT NULL"),
+        ),
         Index("ix_servers_user", "user_id", "status"),
         Index("ix_servers_node", "node_id", "status"),
         # The hypervisor's id is unique on its node.
@@ -78,6 +86,8 @@ class Server(Base):
     node_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("nodes.id"))
     template_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("os_templates.id"))
     plan_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("plans.id"))
+    # The customer's idempotency key for the order that made this server (unique per customer).
+    order_key: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(64))
     hostname: Mapped[str | None] = mapped_column(String(253))
     vcpus: Mapped[int] = mapped_column(Integer)

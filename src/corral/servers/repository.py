@@ -8,7 +8,6 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.kit.clock import utcnow
-from corral.models.audit import AuditEvent
 from corral.models.ipam import IpAddress
 from corral.models.locations import Location
 from corral.models.nodes import DriftReport, Node, NodeStatus, NodeTemplate, OsTemplate
@@ -159,19 +158,10 @@ async def count_owned(session: AsyncSession, owner_id: int) -> int:
 
 
 async def ordered_with_key(session: AsyncSession, owner_id: int, order_key: str) -> int | None:
-    """The server an earlier order with this key created, if any (the key is in its audit event)."""
-    statement = (
-        select(AuditEvent.target_id)
-        .where(
-            AuditEvent.actor_id == owner_id,
-            AuditEvent.action == "server.create",
-            AuditEvent.payload["order_key"].astext == order_key,
-        )
-        .order_by(AuditEvent.seq.desc())
-        .limit(1)
-    )
-    target = await session.scalar(statement)
-    return int(target) if target is not None else None
+    """The server an earlier order with this key created, if any."""
+    statement = select(Server.id).where(Server.user_id == owner_id, Server.order_key == order_key)
+    found = await session.scalar(statement)
+    return int(found) if found is not None else None
 
 
 async def names_for(

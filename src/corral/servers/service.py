@@ -96,6 +96,7 @@ class ServerService:
             disk_gib=order.disk_gib,
             status=ServerStatus.AWAITING_SETUP.value,
             plan_id=order.plan_id,
+            order_key=order.order_key,
         )
         session.add(server)
         await session.flush()
@@ -113,7 +114,6 @@ class ServerService:
                 "vcpus": order.vcpus,
                 "memory_mib": order.memory_mib,
                 "disk_gib": order.disk_gib,
-                **({"order_key": order.order_key} if order.order_key else {}),
             },
         )
         return server
@@ -122,7 +122,8 @@ class ServerService:
         """A customer orders a plan (phase one): limit and plan checked, then :meth:`reserve`.
 
         Orders of one customer are taken one at a time (an advisory lock held to commit), so two at
-        once cannot both pass the limit, and a repeated ``order_key`` finds the first order's server.
+        once cannot both pass the limit, and a repeated ``order_key`` finds the first order's server
+        (a unique index on (user, order_key) backs this up).
         """
         await repository.lock_orders_of(session, user_id)
         if order.order_key:
