@@ -343,3 +343,24 @@ async def test_the_dashboard_and_list_show_the_servers_and_quick_actions(
     listed = await customer.client.get("/servers")
     assert listed.status_code == 200
     assert listed.text.count('data-testid="server-row"') == 2
+
+
+async def test_a_failed_build_can_be_set_up_again(people: People, db: AsyncSession) -> None:
+    offer = await make_offer(db)
+    customer = await people.sign_in()
+    failed = await make_server(db, offer, customer.user, status="failed", status_detail="disk image missing")
+    page = await customer.client.get(f"/servers/{failed.id}")
+    assert 'data-testid="build-failed"' in page.text
+    assert "disk image missing" in page.text
+
+    wizard = await customer.client.get(f"/servers/{failed.id}/setup")
+    assert wizard.status_code == 200
+    done = await customer.post_form(
+        f"/servers/{failed.id}/setup",
+        {"template_id": str(offer.template.id), "hostname": "retry.example.com"},
+    )
+
+    assert done.status_code == 303
+    await db.refresh(failed)
+    assert (failed.status, failed.hostname) == ("provisioning", "retry.example.com")
+    assert [task for task, _status, _lock in await server_jobs(db, failed.id)] == ["server.provision"]

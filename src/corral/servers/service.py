@@ -81,6 +81,10 @@ class ServerSetup:
     root_password_hash: str | None = None
 
 
+# A server can be set up while it waits for its first setup, or after a build the node refused.
+SETUP_STATES = (ServerStatus.AWAITING_SETUP.value, ServerStatus.FAILED.value)
+
+
 class ServerService:
     async def reserve(self, session: AsyncSession, actor: Actor, order: ServerOrder) -> Server:
         """Phase one of a deploy: a node with room and IP addresses, held for the customer."""
@@ -241,13 +245,17 @@ class ServerService:
         *,
         owner_id: int | None = None,
     ) -> int:
-        """Phase two: the operating system and access are chosen; a job builds the server."""
+        """Phase two: the operating system and access are chosen; a job builds the server.
+
+        A server whose build the node refused (status failed) can be set up again: the provision
+        job is safe to repeat (the driver adopts what an earlier try left behind).
+        """
         server = await self._install_on(
             session,
             server_id,
             setup,
             owner_id,
-            allowed=(ServerStatus.AWAITING_SETUP.value,),
+            allowed=SETUP_STATES,
             refusal="This server has already been set up.",
             status=ServerStatus.PROVISIONING,
         )

@@ -40,7 +40,7 @@ from corral.servers.schemas import (
     ServerView,
     task_label,
 )
-from corral.servers.service import PlanOrder, servers
+from corral.servers.service import SETUP_STATES, PlanOrder, servers
 from corral.ssh_keys.service import ssh_keys
 from corral.templates.service import templates
 from corral.web.deps import DbSession
@@ -172,7 +172,7 @@ async def _wizard(
 ) -> Response:
     view = await servers.view(session, server_id, owner_id=principal.user_id)
     server = view.server
-    if server.status != "awaiting_setup":
+    if server.status not in SETUP_STATES:
         return RedirectResponse(f"/servers/{server.id}", status_code=303)
     offered = await templates.offered_on(session, server.node_id) if server.node_id is not None else []
     values = page.values(
