@@ -4,8 +4,10 @@ tiny VNC server in this test through the panel's proxy.
 The fake VNC server demands "VNC Authentication" with a password only the driver knows; the proxy
 must answer the DES challenge itself and offer the browser "None", then copy bytes both ways.
 Refusals (no session, foreign Origin, used, unknown or foreign tickets) close with 44xx codes and
-are audited. The driver is replaced by one that reports the fake server's address; the real
-driver's console endpoint is exercised by tests/e2e/test_console_qemu.py.
+are audited, and so does an open console once its session ends or its server is suspended or
+locked for deletion (the periodic re-check of consoles/watch.py). The driver is replaced by one
+that reports the fake server's address; the real driver's console endpoint is exercised by
+tests/e2e/test_console_qemu.py.
 """
 
 from __future__ import annotations
@@ -20,20 +22,25 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Executable, func, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Origin, Subprotocol
 
+from corral.auth.secrets import secret_hash
 from corral.auth.service import auth
 from corral.config import Settings
 from corral.consoles import service as console_service
+from corral.consoles import watch as console_watch
+from corral.consoles.errors import ConsoleRefused
 from corral.consoles.proxy import RFB_38, vnc_auth_response
+from corral.consoles.service import consoles
 from corral.drivers.base import ConsoleEndpoint
 from corral.models.audit import AuditEvent
-from corral.models.auth import AuthMethod
+from corral.models.auth import AuthMethod, UserSession
+from corral.models.servers import Server
 from corral.models.users import User
 from tests.e2e.conftest import serving
 from tests.factories.fleet import create_location, create_server
@@ -61,6 +68,8 @@ class FakeVnc:
     challenge: bytes = bytes(range(16))
     server: asyncio.Server | None = None
     client_inits: list[bytes] = field(default_factory=list)
+    # Connections that ended (the proxy closed its side, or the server refused the password).
+    ended: int = 0
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -80,9 +89,10 @@ class FakeVnc:
             while data := await reader.read(4096):
                 writer.write(b"echo:" + data)
                 await writer.drain()
-        except asyncio.IncompleteReadError:
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self.ended += 1
             writer.close()
 
     async def __aenter__(self) -> FakeVnc:
@@ -279,3 +289,111 @@ async def test_refusals_close_with_a_code_and_a_reason(seeded: tuple[Seeded, Fak
     reasons = [reason for action, _, reason in await audit_actions(panel.database_url)]
     # The anonymous attempt is logged, not audited; the signed-in ones are.
     assert reasons == ["bad_origin", "server_not_found", "ticket_other_server", "ticket_unknown", None]
+
+
+async def execute(database_url: URL, statement: Executable) -> None:
+    engine = create_async_engine(database_url)
+    try:
+        async with AsyncSession(engine) as session:
+            await session.execute(statement)
+            await session.commit()
+    finally:
+        await engine.dispose()
+
+
+async def through_handshake(socket: ClientConnection) -> None:
+    """Play noVNC up to the ServerInit, so the proxy is pumping bytes."""
+    assert await recv(socket, 12) == RFB_38
+    await socket.send(RFB_38)
+    assert await recv(socket, 2) == bytes([1, 1])
+    await socket.send(b"\x01")
+    assert await recv(socket, 4) == b"\x00\x00\x00\x00"
+    await socket.send(b"\x01")
+    assert (await recv(socket, 24 + len(b"fake-vnc"))).endswith(b"fake-vnc")
+
+
+@pytest.fixture
+def rechecks(monkeypatch: pytest.MonkeyPatch) -> list[str | None]:
+    """Check open consoles every 50 ms, and list each check's outcome (a reason, or None)."""
+    monkeypatch.setattr(console_watch, "CONSOLE_RECHECK_SECONDS", 0.05)
+    outcomes: list[str | None] = []
+    recheck = consoles.recheck
+
+    async def counted(*args: Any) -> ConsoleRefused | None:
+        closure = await recheck(*args)
+        outcomes.append(closure.reason if closure is not None else None)
+        return closure
+
+    monkeypatch.setattr(consoles, "recheck", counted)
+    return outcomes
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    deadline = asyncio.get_running_loop().time() + DEADLINE_S
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_a_suspended_server_closes_its_open_console(
+    seeded: tuple[Seeded, FakeVnc], rechecks: list[str | None]
+) -> None:
+    panel, vnc = seeded
+    ticket = await ticket_for(panel.url, panel.owner_cookie, panel.server_id)
+    async with open_socket(panel.url, panel.server_id, ticket, cookie=panel.owner_cookie) as socket:
+        await through_handshake(socket)
+        # Checks that pass leave the console working.
+        await until(lambda: len(rechecks) >= 2)
+        await socket.send(b"still here")
+        assert await recv(socket, len(b"echo:still here")) == b"echo:still here"
+        assert set(rechecks) == {None}
+
+        await execute(
+            panel.database_url,
+            update(Server).where(Server.id == panel.server_id).values(suspended_at=func.now()),
+        )
+        code, reason = await closed_with(socket)
+    assert (code, reason) == (4409, "The server was suspended.")
+    assert rechecks[-1] == "server_suspended"
+    # The proxy hung up on the VNC server too.
+    await until(lambda: vnc.ended == 1)
+    assert await audit_actions(panel.database_url) == [
+        ("server.console.open", str(panel.server_id), None),
+        ("server.console.closed", str(panel.server_id), "server_suspended"),
+    ]
+
+
+async def test_a_revoked_session_closes_its_open_console(
+    seeded: tuple[Seeded, FakeVnc], rechecks: list[str | None]
+) -> None:
+    panel, _ = seeded
+    ticket = await ticket_for(panel.url, panel.owner_cookie, panel.server_id)
+    async with open_socket(panel.url, panel.server_id, ticket, cookie=panel.owner_cookie) as socket:
+        await through_handshake(socket)
+        await execute(
+            panel.database_url,
+            update(UserSession)
+            .where(UserSession.token_hash == secret_hash(panel.owner_cookie))
+            .values(revoked_at=func.now(), revoked_reason="sign_out"),
+        )
+        code, reason = await closed_with(socket)
+    assert (code, reason) == (4401, "Your session ended.")
+    actions = await audit_actions(panel.database_url)
+    assert actions[-1] == ("server.console.closed", str(panel.server_id), "session_ended")
+
+
+async def test_a_server_locked_for_deletion_closes_its_open_console(
+    seeded: tuple[Seeded, FakeVnc], rechecks: list[str | None]
+) -> None:
+    panel, _ = seeded
+    ticket = await ticket_for(panel.url, panel.owner_cookie, panel.server_id)
+    async with open_socket(panel.url, panel.server_id, ticket, cookie=panel.owner_cookie) as socket:
+        await through_handshake(socket)
+        await execute(
+            panel.database_url,
+            update(Server).where(Server.id == panel.server_id).values(status="deleting"),
+        )
+        code, reason = await closed_with(socket)
+    assert (code, reason) == (4409, "The server is being deleted.")
+    actions = await audit_actions(panel.database_url)
+    assert actions[-1] == ("server.console.closed", str(panel.server_id), "server_deleting")

@@ -7,8 +7,10 @@ from datetime import datetime
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from corral.models.auth import UserSession
 from corral.models.consoles import ConsoleTicket
 from corral.models.servers import Server, ServerStatus
+from corral.models.users import User, UserStatus
 
 
 async def owned_server(session: AsyncSession, user_id: int, server_id: int) -> Server | None:
@@ -67,3 +69,19 @@ async def ticket_state(session: AsyncSession, ticket_hash: str) -> tuple[Console
     )
     row = (await session.execute(statement)).one_or_none()
     return (row[0], bool(row[1])) if row is not None else None
+
+
+async def session_is_live(session: AsyncSession, session_id: int) -> bool:
+    """Whether the sign-in session is still good for an open console: not revoked, before its
+    absolute end by the database clock, and its user still active."""
+    statement = (
+        select(UserSession.id)
+        .join(User, User.id == UserSession.user_id)
+        .where(
+            UserSession.id == session_id,
+            UserSession.revoked_at.is_(None),
+            UserSession.expires_at > func.now(),
+            User.status == UserStatus.ACTIVE.value,
+        )
+    )
+    return (await session.scalars(statement)).one_or_none() is not None

@@ -7,7 +7,9 @@ ticket copied out of a page is useless to anyone else (it is bound to the owner'
 
 Every redeemed ticket writes ``server.console.open``; every refusal of a signed-in user writes
 ``server.console.refused`` with the reason. Refusals of anonymous connections are only logged, so
-strangers cannot grow the audit log.
+strangers cannot grow the audit log. An open console is checked again every few seconds
+(consoles/watch.py); when the right to it has gone, it is closed and ``server.console.closed``
+records why.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from corral.consoles.errors import (
     CLOSE_CONFLICT,
     CLOSE_FORBIDDEN,
     CLOSE_NOT_FOUND,
+    CLOSE_UNAUTHENTICATED,
     CLOSE_UNREACHABLE,
     ConsoleRefused,
     ConsoleUnavailable,
@@ -37,6 +40,7 @@ from corral.kit.clock import utcnow
 from corral.kit.logging import get_logger
 from corral.models.servers import CancelMode, Server, ServerStatus
 from corral.rbac.permissions import Permission
+from corral.servers.cancellation import locked_for_deletion
 from corral.servers.errors import ServerNotFound
 from corral.servers.hypervisor import open_driver
 
@@ -172,6 +176,41 @@ class ConsoleService:
             reason=refusal.reason,
             payload={"close_code": refusal.close_code},
         )
+
+    async def recheck(
+        self, session: AsyncSession, principal: Principal, session_id: int, server_id: int
+    ) -> ConsoleRefused | None:
+        """Why an open console must close now, or None while it may stay open: the sign-in session
+        ended (signed out, revoked, expired, user blocked), or the server stopped being the user's,
+        active and unlocked. A closure is audited as ``server.console.closed`` (caller commits)."""
+        closure = await self._closure(session, principal, session_id, server_id)
+        if closure is not None:
+            log.info("console_closed_by_recheck", server_id=server_id, reason=closure.reason)
+            await audit.record(
+                session,
+                principal.actor,
+                "server.console.closed",
+                target=_target(server_id),
+                reason=closure.reason,
+                payload={"close_code": closure.close_code},
+            )
+        return closure
+
+    async def _closure(
+        self, session: AsyncSession, principal: Principal, session_id: int, server_id: int
+    ) -> ConsoleRefused | None:
+        if not await repository.session_is_live(session, session_id):
+            return ConsoleRefused(CLOSE_UNAUTHENTICATED, "session_ended", "Your session ended.")
+        server = await repository.owned_server(session, principal.user_id, server_id)
+        if server is None:
+            return ConsoleRefused(CLOSE_NOT_FOUND, "server_not_found", "The server is no longer yours.")
+        if server.suspended_at is not None:
+            return ConsoleRefused(CLOSE_CONFLICT, "server_suspended", "The server was suspended.")
+        if locked_for_deletion(server):
+            return ConsoleRefused(CLOSE_CONFLICT, "server_deleting", "The server is being deleted.")
+        if server.status != ServerStatus.ACTIVE.value:
+            return ConsoleRefused(CLOSE_CONFLICT, "server_inactive", "The server is no longer active.")
+        return None
 
     async def target(self, session: AsyncSession, server: Server) -> ConsoleTarget:
         """Ask the server's node where its VNC listens. The answer (and its password) stays here."""

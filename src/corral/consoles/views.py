@@ -8,7 +8,9 @@ The WebSocket is authenticated like a page (the session cookie) plus the ticket,
 must be one of the panel's own (a WebSocket is not covered by the same-origin policy, so without
 this any site could open a signed-in user's console: cross-site WebSocket hijacking). The socket
 is accepted first and then closed with a 44xx code and a reason when refused, because a refusal
-before the handshake reaches the browser as a bare failure with no reason at all.
+before the handshake reaches the browser as a bare failure with no reason at all. Once open, the
+console is re-checked periodically (consoles/watch.py) and closed the same way when the session
+ends or the server is suspended, taken away or locked for deletion.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from corral.auth.deps import ACCESS_ATTRIBUTE, require, same_site_origin
 from corral.auth.principal import Principal
 from corral.auth.service import auth
 from corral.config import Settings
-from corral.consoles import proxy
+from corral.consoles import proxy, watch
 from corral.consoles.errors import (
     CLOSE_FORBIDDEN,
     CLOSE_UNAUTHENTICATED,
@@ -78,6 +80,8 @@ class SocketAccess:
 
     principal: Principal | None
     refusal: ConsoleRefused | None
+    # The sign-in session behind the socket, which the watcher checks again while it is open.
+    session_id: int | None = None
 
 
 async def socket_access(websocket: WebSocket) -> SocketAccess:
@@ -87,11 +91,13 @@ async def socket_access(websocket: WebSocket) -> SocketAccess:
     settings: Settings = websocket.app.state.settings
     secret = websocket.cookies.get(cookie_names(settings).session)
     principal: Principal | None = None
+    session_id: int | None = None
     if secret:
         async with websocket.app.state.session_factory() as session:
             found = await auth.authenticate_session(session, secret)
             if found is not None and found.rotated_secret is None:
                 principal = found.principal
+                session_id = principal.session.id if principal.session is not None else None
                 await session.commit()  # the session's last-seen time
             else:
                 # A session due for a new id cannot get it here (no Set-Cookie on a WebSocket);
@@ -108,7 +114,7 @@ async def socket_access(websocket: WebSocket) -> SocketAccess:
             CLOSE_FORBIDDEN, "bad_origin", "This console was not opened from this panel's own pages."
         )
         return SocketAccess(principal=principal, refusal=refusal)
-    return SocketAccess(principal=principal, refusal=None)
+    return SocketAccess(principal=principal, refusal=None, session_id=session_id)
 
 
 setattr(socket_access, ACCESS_ATTRIBUTE, ("permission", Permission.SERVERS_MANAGE))
@@ -125,6 +131,7 @@ async def console_socket(websocket: WebSocket, server_id: ServerId, access: Acce
         if access.refusal is not None:
             raise access.refusal
         assert principal is not None
+        assert access.session_id is not None  # a cookie-authenticated principal has a session
         ticket = websocket.query_params.get("ticket", "")
         async with transaction(factory) as session:
             # Committed before anything is connected: the ticket is spent even if the rest fails.
@@ -145,13 +152,19 @@ async def console_socket(websocket: WebSocket, server_id: ServerId, access: Acce
         return
 
     stream = proxy.BrowserStream(websocket)
-    try:
+
+    async def run_proxy() -> None:
         await proxy.greet_browser(websocket, stream)
         await proxy.pump(websocket, stream, reader, writer)
+
+    closure: ConsoleRefused | None = None
+    try:
+        closure = await watch.run_watched(run_proxy(), factory, principal, access.session_id, server_id)
     except (VncHandshakeFailed, asyncio.IncompleteReadError, ConnectionError, WebSocketDisconnect) as error:
         log.info("console_closed", server_id=server_id, error=str(error))
     finally:
         writer.close()
     if WebSocketState.CONNECTED == websocket.client_state == websocket.application_state:
+        code, reason = (closure.close_code, closure.message) if closure is not None else (1000, "")
         with contextlib.suppress(RuntimeError):
-            await websocket.close(code=1000)
+            await websocket.close(code=code, reason=reason)

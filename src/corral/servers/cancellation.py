@@ -20,7 +20,8 @@ cancellations with ``FOR UPDATE SKIP LOCKED`` and hands each to :meth:`Cancellat
 2. deleting: look at the latest destroy job. Still queued or running: check again later. Failed:
    count an attempt, keep the error for operators (/admin/servers), audit ``server.cancel.fail``
    and queue a new destroy job after an exponential backoff, or give up after
-   ``servers.cancel_max_attempts`` and leave the server to an operator;
+   ``servers.cancel_max_attempts`` and leave the server to an operator, who can set it going
+   again from /admin/servers (:meth:`CancellationService.retry`);
 3. deleted: the cancellation is done; audit ``server.cancel.execute`` (success).
 
 An exception while starting a deletion counts as a failed attempt in the same way.
@@ -50,6 +51,7 @@ from corral.servers import fleet_repository
 from corral.servers.errors import (
     CancellationExists,
     CancellationNotConfirmed,
+    CancellationNotGivenUp,
     CancellationNotRevocable,
     NoCancellation,
     ServerBeingDeleted,
@@ -195,6 +197,45 @@ class CancellationService:
             "server.cancel.revoke",
             target=_target(server),
             payload={"mode": CancelMode.GRACE.value, "due_at": due.isoformat() if due else None},
+        )
+        return server
+
+    # Staff's side.
+
+    async def retry(self, session: AsyncSession, principal: Principal, server_id: int) -> Server:
+        """Set going again a cancellation the processor gave up on (``fleet_servers:suspend``): its
+        attempts start afresh and it is due now, so the next run (within 30 seconds) takes it."""
+        _need(principal, Permission.FLEET_SERVERS_SUSPEND)
+        server = await fleet_repository.for_update(session, server_id)
+        if server is None:
+            raise ServerNotFound()
+        if not fleet_repository.cancel_given_up(server):
+            raise CancellationNotGivenUp()
+        attempts, error = server.cancel_attempts, server.cancel_error
+        server.cancel_attempts = 0
+        server.cancel_error = None
+        server.cancel_due_at = utcnow()
+        job_id: int | None = None
+        if server.status == ServerStatus.DELETING.value:
+            # The last deletion job failed; without a new one the next run would only count that
+            # old failure again (and, with one attempt allowed, give up at once).
+            with suppress(JobAlreadyQueued):
+                job_id = await job_service.defer(
+                    session, _DESTROY, server_id=server.id, queueing_lock=f"server:{server.id}:{_DESTROY}"
+                )
+        # Otherwise the deletion never started, and the next run calls servers.destroy.
+        await session.flush()
+        await audit.record(
+            session,
+            principal.actor,
+            "server.cancel.retry",
+            target=_target(server),
+            payload={
+                "mode": server.cancel_mode,
+                "previous_attempts": attempts,
+                "previous_error": error,
+                "job_id": job_id,
+            },
         )
         return server
 

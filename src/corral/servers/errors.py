@@ -64,6 +64,16 @@ class NoCancellation(Conflict):
     default_message = "This server has no pending cancellation."
 
 
+class CancellationNotGivenUp(Conflict):
+    """Only a cancellation the processor stopped retrying can be retried by staff."""
+
+    code = "cancellation_not_given_up"
+    default_message = (
+        "This server has no cancellation that was given up; only a deletion the processor "
+        "stopped retrying can be retried."
+    )
+
+
 class ServerBeingDeleted(Conflict):
     code = "server_being_deleted"
     default_message = "This server is being deleted; nothing more can be done with it."

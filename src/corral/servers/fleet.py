@@ -42,6 +42,7 @@ class FleetServerRead(BaseModel):
     cancel_attempts: int
     cancel_error: str | None
     cancel_failed: bool
+    cancel_given_up: bool
 
     @classmethod
     def of(cls, row: FleetRow) -> FleetServerRead:
@@ -66,6 +67,7 @@ class FleetServerRead(BaseModel):
             cancel_attempts=server.cancel_attempts,
             cancel_error=server.cancel_error,
             cancel_failed=row.cancel_failed,
+            cancel_given_up=row.cancel_given_up,
         )
 
 

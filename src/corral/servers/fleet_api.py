@@ -1,9 +1,10 @@
 """Every customer's server, for staff, as JSON under ``/api/v1/admin/servers``.
 
 Reading needs ``fleet_servers:read``; suspend and unsuspend need ``fleet_servers:suspend`` and a
-reason of 3-500 characters (audited, and shown to the owner for a suspension). Errors: 404
+reason of 3-500 characters (audited, and shown to the owner for a suspension). Retrying a
+cancellation the processor gave up on needs ``fleet_servers:suspend`` too. Errors: 404
 ``server_not_found``, 409 ``server_already_suspended`` / ``server_not_suspended`` /
-``server_being_deleted``, 422 ``validation_failed``.
+``server_being_deleted`` / ``cancellation_not_given_up``, 422 ``validation_failed``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.schemas import ErrorRead
 from corral.rbac.permissions import Permission
+from corral.servers.cancellation import cancellations
 from corral.servers.fleet import FleetServerPage, FleetServerRead, fleet
 from corral.servers.fleet_repository import FLEET_FILTERS
 from corral.servers.suspension import SuspensionChange, suspensions
@@ -76,4 +78,18 @@ async def unsuspend_server(
 ) -> FleetServerRead:
     """Lift a suspension (the guest stays off until its owner starts it)."""
     await suspensions.unsuspend(session, principal, server_id, data)
+    return FleetServerRead.of(await fleet.get(session, principal, server_id))
+
+
+@router.post(
+    "/{server_id}/cancellation/retry",
+    response_model=FleetServerRead,
+    responses={404: _ERROR, 409: _ERROR},
+)
+async def retry_cancellation(
+    session: DbSession, principal: Suspender, server_id: ServerId
+) -> FleetServerRead:
+    """Retry a cancellation the processor gave up on: its attempts start afresh and it is due now,
+    so the processor takes it within 30 seconds. 409 unless the cancellation was given up."""
+    await cancellations.retry(session, principal, server_id)
     return FleetServerRead.of(await fleet.get(session, principal, server_id))

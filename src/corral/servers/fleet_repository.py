@@ -43,10 +43,25 @@ class FleetRow:
     def cancel_failed(self) -> bool:
         return cancel_failed(self.server)
 
+    @property
+    def cancel_given_up(self) -> bool:
+        return cancel_given_up(self.server)
+
 
 def cancel_failed(server: Server) -> bool:
     """A cancellation whose deletion failed at least once and has not finished since."""
     return server.cancel_error is not None and server.status != ServerStatus.DELETED.value
+
+
+def cancel_given_up(server: Server) -> bool:
+    """A cancellation the processor stopped retrying: it is no longer due, yet the server is not
+    deleted. Only staff can set it going again (``CancellationService.retry``)."""
+    return (
+        server.cancel_mode is not None
+        and server.cancel_due_at is None
+        and server.status != ServerStatus.DELETED.value
+        and server.deleted_at is None
+    )
 
 
 async def owned(

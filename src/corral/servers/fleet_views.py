@@ -1,5 +1,6 @@
 """Staff pages for every customer's servers: ``/admin/servers`` (filterable list, failed
-cancellations first and highlighted) and ``/admin/servers/{id}`` (details, suspend and unsuspend).
+cancellations first and highlighted) and ``/admin/servers/{id}`` (details, suspend and unsuspend,
+retry a cancellation the processor gave up on).
 
 Forms post normally; a reason outside 3-500 characters re-renders the page with the error beside
 the field (422). After a change the browser is redirected with a ``done`` key shown as a toast.
@@ -16,6 +17,7 @@ from pydantic import ValidationError
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.rbac.permissions import Permission
+from corral.servers.cancellation import cancellations
 from corral.servers.fleet import fleet
 from corral.servers.fleet_repository import FLEET_FILTERS
 from corral.servers.suspension import REASON_MAX, SuspensionChange, suspensions
@@ -36,17 +38,33 @@ ReasonText = Annotated[str, Form(max_length=REASON_MAX * 4)]
 
 LIST_TEMPLATE = "fleet_servers/list.html"
 DETAIL_TEMPLATE = "fleet_servers/detail.html"
-DONE: dict[str, str] = {"suspended": "Server suspended.", "unsuspended": "Suspension lifted."}
+DONE: dict[str, str] = {
+    "suspended": "Server suspended.",
+    "unsuspended": "Suspension lifted.",
+    "cancel_retried": "Cancellation retried: the deletion starts again within 30 seconds.",
+}
+# Where a retry was asked from, so the operator lands back there.
+RetrySource = Annotated[str, Form(pattern="^(list|detail)$")]
 HINTS: dict[str, str] = {"reason": "Give a reason of 3-500 characters."}
 
 
 @router.get("", response_class=HTMLResponse)
 async def server_list(
-    request: Request, session: DbSession, principal: Reader, status: StatusFilter = None, page: PageNumber = 1
+    request: Request,
+    session: DbSession,
+    principal: Reader,
+    status: StatusFilter = None,
+    page: PageNumber = 1,
+    done: Done = None,
 ) -> HTMLResponse:
     chosen = status or None
     listing = await fleet.list(session, principal, status=chosen, page=page)
-    context = {"listing": listing, "status": chosen, "filters": FLEET_FILTERS}
+    context = {
+        "listing": listing,
+        "status": chosen,
+        "filters": FLEET_FILTERS,
+        "toasts": done_toasts(done, DONE),
+    }
     return render(request, LIST_TEMPLATE, context, block="fleet_servers")
 
 
@@ -115,3 +133,16 @@ async def unsuspend_server(
     request: Request, session: DbSession, principal: Suspender, server_id: ServerId, reason: ReasonText = ""
 ) -> Response:
     return await _change(request, session, principal, server_id, "unsuspend", reason)
+
+
+@router.post("/{server_id}/cancellation/retry", response_class=HTMLResponse)
+async def retry_cancellation(
+    request: Request,
+    session: DbSession,
+    principal: Suspender,
+    server_id: ServerId,
+    source: RetrySource = "detail",
+) -> Response:
+    await cancellations.retry(session, principal, server_id)
+    back = "/admin/servers" if source == "list" else f"/admin/servers/{server_id}"
+    return redirect(request, f"{back}?done=cancel_retried")
