@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import Path, Response
 
-from corral.auth.api import bearer_scheme
+from corral.auth.api import api_router
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.schemas import ErrorRead
@@ -34,17 +34,7 @@ from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
 
 _ERROR: dict[str, Any] = {"model": ErrorRead}
-router = APIRouter(
-    prefix="/api/v1/admin/nodes",
-    tags=["nodes"],
-    # Stable, readable operation ids for generated clients: nodes_list_nodes, …
-    generate_unique_id_function=lambda route: f"nodes_{route.name}",
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {**_ERROR, "description": "No valid session or token."},
-        403: {**_ERROR, "description": "The account or token lacks the permission."},
-    },
-)
+router = api_router("/api/v1/admin/nodes", tag="nodes", operation_prefix="nodes")
 
 NodeId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Reader = Annotated[Principal, require(Permission.NODES_READ)]

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
-
-from corral.auth.api import bearer_scheme
+from corral.auth.api import api_router
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.schemas import ErrorRead
@@ -21,17 +19,7 @@ from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
 
 _ERROR: dict[str, Any] = {"model": ErrorRead}
-router = APIRouter(
-    prefix="/api/v1/admin/settings",
-    tags=["settings"],
-    # Stable, readable operation ids for generated clients: settings_get_settings, …
-    generate_unique_id_function=lambda route: f"settings_{route.name}",
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {**_ERROR, "description": "No valid session or token."},
-        403: {**_ERROR, "description": "The account or token lacks the permission."},
-    },
-)
+router = api_router("/api/v1/admin/settings", tag="settings", operation_prefix="settings")
 
 Manager = Annotated[Principal, require(Permission.SETTINGS_MANAGE)]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import Path, Response
 
-from corral.auth.api import bearer_scheme
+from corral.auth.api import api_router
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.schemas import ErrorRead
@@ -22,26 +22,8 @@ from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
 
 _ERROR: dict[str, Any] = {"model": ErrorRead}
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {**_ERROR, "description": "No valid session or token."},
-    403: {**_ERROR, "description": "The account or token lacks the permission."},
-}
-
-router = APIRouter(
-    prefix="/api/v1/plans",
-    tags=["plans"],
-    generate_unique_id_function=lambda route: f"plans_{route.name}",
-    dependencies=[Depends(bearer_scheme)],
-    responses=_AUTH_ERRORS,
-)
-admin_router = APIRouter(
-    prefix="/api/v1/admin/plans",
-    tags=["plans"],
-    # Stable, readable operation ids for generated clients: plans_admin_list_plans, …
-    generate_unique_id_function=lambda route: f"plans_admin_{route.name}",
-    dependencies=[Depends(bearer_scheme)],
-    responses=_AUTH_ERRORS,
-)
+router = api_router("/api/v1/plans", tag="plans", operation_prefix="plans")
+admin_router = api_router("/api/v1/admin/plans", tag="plans", operation_prefix="plans_admin")
 
 PlanId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Customer = Annotated[Principal, require(Permission.SERVERS_READ)]

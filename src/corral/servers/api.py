@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import Path
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from corral.auth.api import bearer_scheme
+from corral.auth.api import api_router
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.schemas import ErrorRead
@@ -37,16 +37,7 @@ from corral.servers.service import PlanOrder, servers
 from corral.web.deps import DbSession
 
 _ERROR: dict[str, Any] = {"model": ErrorRead}
-router = APIRouter(
-    prefix="/api/v1/servers",
-    tags=["servers"],
-    generate_unique_id_function=lambda route: f"servers_{route.name}",
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {**_ERROR, "description": "No valid session or token."},
-        403: {**_ERROR, "description": "The account or token lacks the permission."},
-    },
-)
+router = api_router("/api/v1/servers", tag="servers", operation_prefix="servers")
 
 ServerId = Annotated[int, Path(ge=1, le=MAX_ID)]
 JobId = Annotated[int, Path(ge=1, le=MAX_ID)]

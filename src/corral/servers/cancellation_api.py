@@ -12,10 +12,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import Path, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from corral.auth.api import bearer_scheme
+from corral.auth.api import api_router
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.schemas import ErrorRead
@@ -26,16 +26,11 @@ from corral.web.deps import DbSession
 
 MAX_ID = 2**63 - 1
 _ERROR: dict[str, Any] = {"model": ErrorRead}
-router = APIRouter(
-    prefix="/api/v1/servers",
-    tags=["servers"],
-    generate_unique_id_function=lambda route: f"server_cancellation_{route.name}",
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {**_ERROR, "description": "No valid session or token."},
-        403: {**_ERROR, "description": "The account or token lacks the permission."},
-        404: {**_ERROR, "description": "No such server, or not yours."},
-    },
+router = api_router(
+    "/api/v1/servers",
+    tag="servers",
+    operation_prefix="server_cancellation",
+    responses={404: {**_ERROR, "description": "No such server, or not yours."}},
 )
 
 ServerId = Annotated[int, Path(ge=1, le=MAX_ID)]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Path, Query
 
-from corral.auth.api import bearer_scheme
+from corral.auth.api import api_router
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.schemas import ErrorRead
@@ -26,16 +26,7 @@ from corral.web.deps import DbSession
 
 MAX_ID = 2**63 - 1
 _ERROR: dict[str, Any] = {"model": ErrorRead}
-router = APIRouter(
-    prefix="/api/v1/admin/servers",
-    tags=["fleet-servers"],
-    generate_unique_id_function=lambda route: f"fleet_servers_{route.name}",
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {**_ERROR, "description": "No valid session or token."},
-        403: {**_ERROR, "description": "The account or token lacks the permission."},
-    },
-)
+router = api_router("/api/v1/admin/servers", tag="fleet-servers", operation_prefix="fleet_servers")
 
 ServerId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Reader = Annotated[Principal, require(Permission.FLEET_SERVERS_READ)]

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response, status
+from fastapi import Path, Response, status
 
-from corral.auth.api import bearer_scheme
+from corral.auth.api import api_router
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.schemas import ErrorRead
@@ -21,17 +21,7 @@ from corral.ssh_keys.service import ssh_keys
 from corral.web.deps import DbSession
 
 _ERROR: dict[str, Any] = {"model": ErrorRead}
-router = APIRouter(
-    prefix="/api/v1/account/ssh-keys",
-    tags=["ssh-keys"],
-    # Stable, readable operation ids for generated clients: ssh_keys_list_ssh_keys, …
-    generate_unique_id_function=lambda route: f"ssh_keys_{route.name}",
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {**_ERROR, "description": "No valid session or token."},
-        403: {**_ERROR, "description": "The account or token lacks the permission."},
-    },
-)
+router = api_router("/api/v1/account/ssh-keys", tag="ssh-keys", operation_prefix="ssh_keys")
 
 KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Manager = Annotated[Principal, require(Permission.SSH_KEYS_MANAGE)]
