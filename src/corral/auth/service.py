@@ -202,11 +202,9 @@ class AuthService:
         ok = await totp.check_second_factor(session, user.id, code, now=now)
         if not ok:
             pending.attempts += 1
-            session.add(
-                SignInAttempt(attempted_at=now, email=user.email, ip=ip, succeeded=False, user_id=user.id)
+            locks = await throttle.failed_second_step(
+                session, policy, email=user.email, user_id=user.id, ip=ip, now=now
             )
-            await session.flush()
-            locks = await throttle.after_failure(session, policy, email=user.email, ip=ip, now=now)
             await self._audit_failure(session, user.email, ip, reason="bad_second_factor", user=user)
             await self._report_locks(session, locks, user, user.email)
             return SignInOutcome(status="invalid", user=user)

@@ -34,7 +34,7 @@ from corral.auth.totp import totp
 from corral.db.session import settings_of
 from corral.kit.clock import utcnow
 from corral.kit.errors import Forbidden
-from corral.models.auth import SignInAttempt, UserSession
+from corral.models.auth import UserSession
 from corral.users.passwords import verify_password
 
 STEP_UP_WINDOW = timedelta(minutes=5)
@@ -174,15 +174,14 @@ class StepUpService:
     async def _failed(
         self, session: AsyncSession, principal: Principal, method: StepUpMethod, ip: str | None
     ) -> None:
-        policy = settings_of(session).auth
-        now = utcnow()
-        session.add(
-            SignInAttempt(
-                attempted_at=now, email=principal.email, ip=ip, succeeded=False, user_id=principal.user_id
-            )
+        locks = await throttle.failed_second_step(
+            session,
+            settings_of(session).auth,
+            email=principal.email,
+            user_id=principal.user_id,
+            ip=ip,
+            now=utcnow(),
         )
-        await session.flush()
-        locks = await throttle.after_failure(session, policy, email=principal.email, ip=ip, now=now)
         await audit.record(
             session,
             principal.actor,

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.auth import repository
 from corral.config import AuthSettings
-from corral.models.auth import AuthLockout, LockoutScope
+from corral.models.auth import AuthLockout, LockoutScope, SignInAttempt
 
 UNKNOWN_IP = "unknown"
 
@@ -60,6 +60,22 @@ class SignInThrottle:
         if failures == 0:
             return 0.0
         return float(min(policy.delay_max_seconds, policy.delay_base_seconds * 2 ** (failures - 1)))
+
+    async def failed_second_step(
+        self,
+        session: AsyncSession,
+        policy: AuthSettings,
+        *,
+        email: str,
+        user_id: int,
+        ip: str | None,
+        now: datetime,
+    ) -> list[AuthLockout]:
+        """A wrong code or password after the first step (two-step sign-in, step-up): recorded as a
+        failed sign-in attempt, so guessing codes with a known password meets the same locks."""
+        session.add(SignInAttempt(attempted_at=now, email=email, ip=ip, succeeded=False, user_id=user_id))
+        await session.flush()
+        return await self.after_failure(session, policy, email=email, ip=ip, now=now)
 
     async def after_failure(
         self, session: AsyncSession, policy: AuthSettings, *, email: str, ip: str | None, now: datetime
