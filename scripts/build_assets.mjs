@@ -26,6 +26,11 @@ const COPIES = [
   ["@novnc/novnc/core", "novnc/core"],
   ["@novnc/novnc/vendor/pako", "novnc/vendor/pako"],
   ["@novnc/novnc/LICENSE.txt", "novnc/LICENSE.txt"],
+  // Swagger UI for /api/docs, started by static/js/api-docs.js (no inline script under our CSP).
+  ["swagger-ui-dist/swagger-ui-bundle.js", "swagger-ui/swagger-ui-bundle.js"],
+  ["swagger-ui-dist/swagger-ui.css", "swagger-ui/swagger-ui.css"],
+  ["swagger-ui-dist/LICENSE", "swagger-ui/LICENSE"],
+  ["swagger-ui-dist/NOTICE", "swagger-ui/NOTICE"],
 ];
 
 async function exists(path) {

@@ -3,7 +3,8 @@
 #   scripts/install-system-deps.sh          what `make demo` needs: Python venv, Node.js and npm, and
 #                                           what pip needs to build libvirt-python (headers, compiler)
 #   scripts/install-system-deps.sh --test   plus what the test suite needs: ssh-keygen, Chromium for browser
-#                                           tests, and a running libvirt daemon with QEMU
+#                                           tests, a running libvirt daemon with QEMU, and sshd
+#                                           (unpacked into .data/, never installed as a service)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,4 +44,16 @@ fi
 if [[ "${1:-}" == "--test" ]]; then
   # The driver's end-to-end tests boot a real QEMU guest under libvirtd.
   scripts/setup-libvirt.sh
+  # The ssh transport's test runs a private sshd on loopback. Only the program is needed: it is
+  # unpacked from Debian's package into .data/ rather than installed, so that `make test` never
+  # enables an SSH server on the machine.
+  if [[ ! -x /usr/sbin/sshd && ! -x .data/sshd/usr/sbin/sshd ]]; then
+    echo "unpacking sshd (openssh-server) into .data/sshd for the ssh transport test"
+    mkdir -p .data/sshd
+    (cd .data/sshd && apt-get download -qq -o APT::Sandbox::User=root openssh-server \
+      && dpkg-deb -x openssh-server_*.deb . && rm -f openssh-server_*.deb)
+  fi
+  # sshd drops privileges to this user (the package's own install would create it).
+  getent passwd sshd >/dev/null || useradd --system --no-create-home --home-dir /run/sshd \
+    --shell /usr/sbin/nologin sshd
 fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
 from sqlalchemy.engine import URL
@@ -19,8 +20,13 @@ from corral.kit.logging import get_logger
 from corral.routers import ROUTERS
 from corral.web.errors import install_error_handlers
 from corral.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
+from corral.web.openapi import install_openapi
+from corral.web.protocol import digits_only_ids
 from corral.web.rendering import STATIC_DIR
 from corral.web.static_files import VersionedStaticFiles
+
+if TYPE_CHECKING:
+    from corral.demo.outbox import DemoOutbox
 
 log = get_logger("corral.app")
 
@@ -30,10 +36,14 @@ def create_app(
     *,
     database_url: URL | None = None,
     run_worker: bool | None = None,
+    demo_outbox: DemoOutbox | None = None,
 ) -> FastAPI:
     """Build the panel. ``database_url`` overrides the configured one (tests); ``run_worker``
-    overrides whether a job worker runs inside this process."""
+    overrides whether a job worker runs inside this process; ``demo_outbox`` (demo mode only)
+    catches the email the panel sends and shows it at /demo/outbox."""
     settings = settings or get_settings()
+    if demo_outbox is not None and not settings.demo:
+        raise ValueError("the demo outbox exists only in demo mode")
     in_process_worker = settings.runs_in_process_worker if run_worker is None else run_worker
 
     @asynccontextmanager
@@ -48,6 +58,8 @@ def create_app(
         # The demo node's hypervisor lives in this process and starts empty: rebuild it from the
         # panel's records before any job or request can touch it.
         demo_hypervisor = await restore_demo_node(app.state.session_factory) if settings.demo else None
+        if demo_outbox is not None:
+            await demo_outbox.start()  # before the worker, which may have email to send at once
         if in_process_worker:
             await jobs.start_worker()
         log.info("started", database=redacted(url), worker=in_process_worker, version=__version__)
@@ -55,6 +67,8 @@ def create_app(
             yield
         finally:
             await jobs.close()
+            if demo_outbox is not None:
+                await demo_outbox.stop()
             if demo_hypervisor is not None:
                 demo_hypervisor.close()
             await engine.dispose()
@@ -69,14 +83,17 @@ def create_app(
         openapi_url="/api/v1/openapi.json",
     )
     app.state.settings = settings
+    app.state.demo_outbox = demo_outbox
 
     install_error_handlers(app)
     for router in ROUTERS:
+        digits_only_ids(router.routes)
         app.include_router(router)
+    install_openapi(app)
     app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
 
     app.add_middleware(CookieMiddleware, secure=settings.web.secure_cookies)
     # Added last = runs first: the request id must exist before anything else logs.
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.web.public_url.startswith("https://"))
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.web.trusted_proxies)
     return app

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CORRAL_"
 MIN_SECRET_LENGTH = 32
@@ -55,6 +55,16 @@ class WebSettings(BaseModel):
     secure_cookies: bool = True
     # Other origins whose forms may post to the panel (besides public_url's), e.g. a second hostname.
     trusted_origins: list[str] = Field(default_factory=list)
+    # Reverse proxies whose X-Forwarded-For is believed: comma-separated IPs or CIDRs, e.g.
+    # "127.0.0.1,10.0.0.0/8". Empty (the default) trusts nobody: the client IP is the peer's.
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
     @field_validator("public_url")
     @classmethod

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 from corral.admin.api import router as admin_api_router
 from corral.admin.views import router as admin_views_router
 from corral.auth.api import router as account_api_router
+from corral.auth.enrolment_views import router as enrolment_router
 from corral.auth.passkey_views import router as passkey_router
 from corral.auth.security_views import router as security_router
 from corral.auth.step_up_views import router as step_up_router
@@ -15,10 +16,13 @@ from corral.auth.totp_views import router as totp_router
 from corral.auth.views import router as auth_router
 from corral.consoles.views import router as consoles_router
 from corral.dashboard.views import router as dashboard_router
+from corral.demo.views import router as demo_router
 from corral.ipam.api import router as ipam_api_router
 from corral.ipam.views import router as ipam_views_router
 from corral.locations.api import router as locations_api_router
 from corral.locations.views import router as locations_views_router
+from corral.node_keys.api import router as node_keys_api_router
+from corral.node_keys.views import router as node_keys_views_router
 from corral.nodes.api import router as nodes_api_router
 from corral.nodes.views import router as nodes_views_router
 from corral.ops.api import router as ops_router
@@ -47,10 +51,12 @@ ROUTERS: tuple[APIRouter, ...] = (
     web_router,
     auth_router,
     dashboard_router,
+    demo_router,
     users_router,
     users_api_router,
     security_router,
     totp_router,
+    enrolment_router,
     passkey_router,
     step_up_router,
     account_api_router,
@@ -62,6 +68,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     locations_api_router,
     nodes_views_router,
     nodes_api_router,
+    node_keys_views_router,
+    node_keys_api_router,
     plans_views_router,
     plans_api_router,
     plans_admin_api_router,

@@ -19,10 +19,9 @@ from tests.e2e.conftest import NewPage, PageProblems, artifact_path
 from tests.factories.fleet import create_location, create_server
 from tests.factories.nodes import (
     TEST_POOL,
-    TEST_URI,
-    UNREACHABLE_URI,
     create_node,
     create_template,
+    host_key,
     put_template_on,
 )
 from tests.factories.users import create_user
@@ -86,11 +85,30 @@ async def test_an_operator_adds_a_node_after_testing_the_connection(
     await expect(page.locator('[data-node="syd1-hv01"] .badge--running')).to_be_visible()
     await page.screenshot(path=artifact_path("nodes-list.png"), full_page=True)
 
+    # SSH nodes log in with a key the panel makes: make one, then choose it on the node.
+    await page.goto("/admin/node-keys", wait_until="networkidle")
+    await page.get_by_label("Name").fill("syd1-nodes")
+    await page.get_by_role("button", name="Make an Ed25519 key").click()
+    await expect(page.locator("#toasts .toast--success")).to_contain_text("Key made.")
+    await expect(page.get_by_test_id("node-key-row")).to_have_count(1)
+    public_key = await page.get_by_label("Public key of syd1-nodes").input_value()
+    assert public_key.startswith("ssh-ed25519 ")
+    assert "PRIVATE" not in await page.content()
+    await page.screenshot(path=artifact_path("node-keys.png"), full_page=True)
+
+    await page.goto("/admin/nodes", wait_until="networkidle")
     await page.get_by_test_id("add-node").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Add a node")
     await page.get_by_label("Name", exact=True).fill("syd1-hv03")
     await page.get_by_label("Location").select_option(label="Sydney 1")
-    await page.get_by_label("Connection URI").fill(UNREACHABLE_URI)
+    await page.get_by_label("Transport", exact=True).select_option("ssh")
+    await page.get_by_label("Host", exact=True).fill("127.0.0.1")
+    await page.get_by_label("Port", exact=True).fill("1")  # nothing listens: refused at once
+    await page.get_by_label("SSH login", exact=True).fill("nobody")
+    await page.get_by_label("SSH key", exact=True).select_option(
+        index=1
+    )  # the only key, after "Choose a key"
+    await page.get_by_label("Node's host key", exact=True).fill(host_key())
     await page.get_by_label("Storage pool").fill(TEST_POOL)
     await page.get_by_label("Password").fill("node-password")
     await page.get_by_test_id("test-connection").click()
@@ -99,7 +117,8 @@ async def test_an_operator_adds_a_node_after_testing_the_connection(
     await expect(result).to_contain_text("Connection refused")
     await page.screenshot(path=artifact_path("nodes-form-test-failed.png"), full_page=True)
 
-    await page.get_by_label("Connection URI").fill(TEST_URI)
+    # The ssh fields stay filled in: the test transport simply does not use them.
+    await page.get_by_label("Transport", exact=True).select_option("test")
     await page.get_by_test_id("test-connection").click()
     await expect(result).to_have_attribute("data-ok", "true")
     await expect(result).to_contain_text("16")

@@ -16,13 +16,19 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
+from corral.config import Settings
 from corral.kit.clock import utcnow
 from corral.models.auth import UserSession
 from corral.models.mfa import Passkey
 from corral.models.users import User
 from tests.e2e.conftest import NewPage, PageProblems, artifact_path
 from tests.factories.users import DEFAULT_PASSWORD, create_user
-from tests.support.browser_passkeys import add_authenticator, sign_in_with_passkey
+from tests.support.browser_passkeys import (
+    add_authenticator,
+    enrol_through_link,
+    issue_enrolment_link,
+    sign_in_with_passkey,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -95,7 +101,7 @@ async def test_register_sign_in_with_a_passkey_alone_and_step_up(
     await expect(page.get_by_test_id("no-passkeys")).to_be_visible()
     await page.get_by_test_id("passkey-name").fill("Work laptop")
     await page.get_by_test_id("passkey-add").click()
-    await expect(page).to_have_url(re.compile(r"/account/security/passkeys\?done=added$"))
+    await expect(page).to_have_url(re.compile(r"/account/security/passkeys(\?done=added)?$"))
     await expect(page.get_by_test_id("passkey-item-name")).to_have_text(["Work laptop"])
     await expect(page.locator("#toasts")).to_contain_text("Passkey added")
     assert len(await authenticator.credentials()) == 1
@@ -133,4 +139,49 @@ async def test_register_sign_in_with_a_passkey_alone_and_step_up(
     # The step-up was refused once (403), which the browser logs; nothing else went wrong.
     page_problems.allow(r"^http: 403 POST .*/account/security/tokens$")
     page_problems.allow(r"^console: Failed to load resource: .* 403")
+    page_problems.assert_clean()
+
+
+async def test_an_operator_adds_the_first_passkey_only_through_the_enrolment_link(
+    new_page: NewPage, page_problems: PageProblems, live_database: URL, live_server: str, settings: Settings
+) -> None:
+    engine = create_async_engine(live_database)
+    try:
+        async with AsyncSession(engine) as session:
+            await create_user(session, email="otto@example.com", name="Otto Ops", role="operator")
+            await session.commit()
+    finally:
+        await engine.dispose()
+    page = await new_page()
+    authenticator = await add_authenticator(page)
+
+    # With the password alone the passkeys page offers no way to add one, only the explanation.
+    await page.goto("/login", wait_until="networkidle")
+    await page.get_by_label("Email").fill("otto@example.com")
+    await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await expect(page.get_by_test_id("elevation-withheld")).to_contain_text("enrolment link")
+    await page.goto("/account/security/passkeys", wait_until="networkidle")
+    await expect(page.get_by_test_id("passkey-enrolment-needed")).to_be_visible()
+    await expect(page.get_by_test_id("passkey-add")).to_have_count(0)
+    await page.screenshot(path=artifact_path("passkey-enrolment-needed.png"), full_page=True)
+    await page.get_by_role("button", name="Sign out").click()
+    # Wait for the sign-out to land: navigating on at once would abort it (a flaky "requestfailed").
+    await expect(page).to_have_url(re.compile(r"/login\?signed_out=1$"))
+
+    # The link (as the CLI or an email hands it over), opened in a password session, adds it.
+    link = await issue_enrolment_link(settings, live_database, live_server, "otto@example.com")
+    await enrol_through_link(page, "otto@example.com", link)
+    assert len(await authenticator.credentials()) == 1
+    assert await stored_passkeys(live_database) == [("Test laptop", "otto@example.com")]
+    await sign_in_with_passkey(page)
+    await page.goto("/admin/nodes", wait_until="networkidle")
+    await expect(page.get_by_role("heading", level=1)).to_be_visible()
+    await expect(page.get_by_test_id("elevation-withheld")).to_have_count(0)
+
+    # Used once: opening it again says so.
+    await page.goto(link, wait_until="networkidle")
+    await expect(page.get_by_test_id("enrolment-refused")).to_contain_text("already used")
+    page_problems.allow(r"^http: 400 GET .*/account/security/passkeys/enrol\?token=")
+    page_problems.allow(r"^console: Failed to load resource: .* 400")
     page_problems.assert_clean()

@@ -2,27 +2,63 @@
 call); use the service when a test is about creating a node.
 
     node = await create_node(db)                         # online, on test:///default, new location
+    key = await create_node_key(db)                      # a panel SSH key for ssh connections
     template = await create_template(db)
     link = await put_template_on(db, node, template, present=True)
 """
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import factory
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.models.locations import Location
-from corral.models.nodes import Node, NodeStatus, NodeTemplate, OsTemplate
+from corral.models.nodes import Node, NodeSshKey, NodeStatus, NodeTemplate, OsTemplate
+from corral.node_keys.service import context_for, keyring_of, make_key_pair
 from corral.nodes.credentials import store
 from corral.nodes.schemas import NodeCredentials
 from tests.factories.fleet import create_location
 
-TEST_URI = "test:///default"
+# libvirt's in-memory hypervisor (test:///default).
+TEST_CONNECTION: dict[str, Any] = {"transport": "test"}
 TEST_POOL = "default-pool"  # the storage pool libvirt's test driver starts with
-# Answers nothing: the ssh connection is refused at once.
-UNREACHABLE_URI = "qemu+ssh://nobody@127.0.0.1:1/system"
+
+
+def host_key() -> str:
+    """A valid SSH host public key (``type base64``), as a node's would be."""
+    key_type, data, _comment = make_key_pair("host").public_key.split(" ", 2)
+    return f"{key_type} {data}"
+
+
+def unreachable_connection(key_id: int) -> dict[str, Any]:
+    """An ssh connection that answers nothing: port 1 on loopback refuses at once."""
+    return {
+        "transport": "ssh",
+        "host": "127.0.0.1",
+        "port": 1,
+        "ssh_user": "nobody",
+        "ssh_key_id": key_id,
+        "ssh_host_key": host_key(),
+    }
+
+
+async def create_node_key(session: AsyncSession, name: str | None = None) -> NodeSshKey:
+    """A real panel key pair, sealed as the service seals it."""
+    pair = make_key_pair("corral-test")
+    key = NodeSshKey(
+        name=name or f"key-{secrets.token_hex(3)}",
+        public_key=pair.public_key,
+        fingerprint=pair.fingerprint,
+        private_key_encrypted="-",
+    )
+    session.add(key)
+    await session.flush()
+    key.private_key_encrypted = keyring_of(session).encrypt(pair.private_key, context=context_for(key.id))
+    await session.flush()
+    return key
 
 
 class NodeFactory(factory.Factory):  # type: ignore[misc]
@@ -31,7 +67,7 @@ class NodeFactory(factory.Factory):  # type: ignore[misc]
 
     name = factory.Sequence(lambda n: f"hv{n:03d}")
     driver = "libvirt"
-    connection_uri = TEST_URI
+    transport = "test"
     storage_pool = TEST_POOL
     network = "default"
     domain_type = "qemu"

@@ -38,6 +38,8 @@ class Route:
     needs: Capability
     # The state the target must be in for the action to succeed when allowed.
     target_status: UserStatus = UserStatus.ACTIVE
+    target_role: UserRole = UserRole.CUSTOMER
+    target_verified: bool = True  # whether the target's email address is verified
     form: dict[str, str] = field(default_factory=dict)
     json: dict[str, Any] | None = None
     ok: int = 200
@@ -62,12 +64,50 @@ ROUTES = [
     Route("GET", "/admin/users/{id}/role", "roles"),
     Route("POST", "/admin/users/{id}/role", "roles", form=ROLE, ok=303),
     Route("POST", "/admin/users/{id}/approve", "approve", target_status=UserStatus.PENDING_APPROVAL, ok=303),
+    # A passkey enrolment link for a staff account without a passkey, shown once to hand over.
+    Route(
+        "POST",
+        "/admin/users/{id}/enrolment-link",
+        "roles",
+        form={"delivery": "handover"},
+        target_role=UserRole.OPERATOR,
+    ),
+    # Staff vouch for an address or send a new verification link (issue 10, point 8).
+    Route(
+        "POST",
+        "/admin/users/{id}/verify-email",
+        "approve",
+        target_status=UserStatus.PENDING_VERIFICATION,
+        target_verified=False,
+        ok=303,
+    ),
+    Route(
+        "POST",
+        "/admin/users/{id}/resend-verification",
+        "approve",
+        target_status=UserStatus.PENDING_VERIFICATION,
+        target_verified=False,
+        ok=303,
+    ),
     Route("GET", "/api/v1/admin/users", "read"),
     Route("GET", "/api/v1/admin/users/{id}", "read"),
     Route("POST", "/api/v1/admin/users/{id}/block", "block", json=BLOCK),
     Route("POST", "/api/v1/admin/users/{id}/unblock", "block", target_status=UserStatus.BLOCKED, json={}),
     Route("POST", "/api/v1/admin/users/{id}/role", "roles", json=ROLE),
     Route("POST", "/api/v1/admin/users/{id}/approve", "approve", target_status=UserStatus.PENDING_APPROVAL),
+    Route(
+        "POST",
+        "/api/v1/admin/users/{id}/verify-email",
+        "approve",
+        target_status=UserStatus.PENDING_VERIFICATION,
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/users/{id}/resend-verification",
+        "approve",
+        target_status=UserStatus.PENDING_VERIFICATION,
+        target_verified=False,
+    ),
 ]
 WHO: list[UserRole | None] = [None, *UserRole]
 
@@ -93,7 +133,8 @@ def test_the_matrix_covers_every_admin_route(app: FastAPI) -> None:
 @pytest.mark.parametrize("who", WHO, ids=lambda who: who.value if who else "anonymous")
 @pytest.mark.parametrize("route", ROUTES, ids=str)
 async def test_access(people: People, route: Route, who: UserRole | None) -> None:
-    target = await people.user(status=route.target_status.value)
+    verified = {} if route.target_verified else {"email_verified_at": None}
+    target = await people.user(route.target_role, status=route.target_status.value, **verified)
     path = route.path.replace("{id}", str(target.id))
     if who is None:
         client = await people.client()
@@ -133,7 +174,8 @@ async def test_access(people: People, route: Route, who: UserRole | None) -> Non
 async def test_cookie_posts_without_the_csrf_token_are_refused_even_for_a_super_admin(
     people: People, route: Route
 ) -> None:
-    target = await people.user(status=route.target_status.value)
+    verified = {} if route.target_verified else {"email_verified_at": None}
+    target = await people.user(route.target_role, status=route.target_status.value, **verified)
     admin = await people.sign_in(UserRole.SUPER_ADMIN)
     path = route.path.replace("{id}", str(target.id))
 

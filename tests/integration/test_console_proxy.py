@@ -13,6 +13,8 @@ tests/e2e/test_console_qemu.py.
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 import re
 import struct
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -34,10 +36,10 @@ from corral.auth.service import auth
 from corral.config import Settings
 from corral.consoles import service as console_service
 from corral.consoles import watch as console_watch
-from corral.consoles.errors import ConsoleRefused
+from corral.consoles.errors import CLOSE_MESSAGES, MAX_CLOSE_REASON_BYTES, ConsoleRefused
 from corral.consoles.proxy import RFB_38, vnc_auth_response
 from corral.consoles.service import consoles
-from corral.drivers.base import ConsoleEndpoint
+from corral.drivers.base import ConsoleEndpoint, PermanentDriverError
 from corral.models.audit import AuditEvent
 from corral.models.auth import AuthMethod, UserSession
 from corral.models.servers import Server
@@ -70,8 +72,11 @@ class FakeVnc:
     client_inits: list[bytes] = field(default_factory=list)
     # Connections that ended (the proxy closed its side, or the server refused the password).
     ended: int = 0
+    # Open connections, so a test can hang up on the proxy as a guest powering off would.
+    connections: list[asyncio.StreamWriter] = field(default_factory=list)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections.append(writer)
         try:
             writer.write(RFB_38)
             assert await reader.readexactly(12) == RFB_38
@@ -397,3 +402,109 @@ async def test_a_server_locked_for_deletion_closes_its_open_console(
     assert (code, reason) == (4409, "The server is being deleted.")
     actions = await audit_actions(panel.database_url)
     assert actions[-1] == ("server.console.closed", str(panel.server_id), "server_deleting")
+
+
+# --- every close says why (issue 10, point 11) -----------------------------------------------------
+
+
+@dataclass
+class BrokenDriver:
+    """A node whose driver refuses the console, as libvirt does for a guest without graphics."""
+
+    message: str
+
+    async def console(self, external_id: str) -> ConsoleEndpoint:
+        raise PermanentDriverError(self.message)
+
+
+def driver_that_raises(monkeypatch: pytest.MonkeyPatch, message: str) -> None:
+    @asynccontextmanager
+    async def broken_open_driver(session: AsyncSession, node_id: int | None) -> AsyncIterator[Any]:
+        yield BrokenDriver(message)
+
+    monkeypatch.setattr(console_service, "open_driver", broken_open_driver)
+
+
+async def refusal_of(panel: Seeded) -> tuple[int, str]:
+    """Open the owner's console with a fresh ticket; how the socket was closed."""
+    ticket = await ticket_for(panel.url, panel.owner_cookie, panel.server_id)
+    async with open_socket(panel.url, panel.server_id, ticket, cookie=panel.owner_cookie) as socket:
+        return await closed_with(socket)
+
+
+async def test_a_node_without_a_vnc_console_closes_with_4502_and_the_drivers_reason(
+    seeded: tuple[Seeded, FakeVnc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    panel, _ = seeded
+    driver_that_raises(monkeypatch, "the server has no VNC console")
+    assert await refusal_of(panel) == (4502, "The node said: the server has no VNC console")
+    assert (await audit_actions(panel.database_url))[-1] == (
+        "server.console.refused",
+        str(panel.server_id),
+        "driver_error",
+    )
+
+
+async def test_a_long_reason_is_cut_to_what_a_close_frame_carries(
+    seeded: tuple[Seeded, FakeVnc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reason over 123 bytes cannot be sent at all (the close would fail and the browser see only
+    a dropped connection): it is cut, on a character boundary, however many bytes a character has."""
+    panel, _ = seeded
+    driver_that_raises(monkeypatch, "é" * 200)
+    code, reason = await refusal_of(panel)
+    assert code == 4502
+    assert reason.startswith("The node said: éé")
+    assert len(reason.encode()) in (MAX_CLOSE_REASON_BYTES - 1, MAX_CLOSE_REASON_BYTES)
+
+
+async def test_an_unreachable_vnc_server_closes_with_4502(
+    seeded: tuple[Seeded, FakeVnc], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    panel, vnc = seeded
+    assert vnc.server is not None
+    vnc.server.close()
+    await vnc.server.wait_closed()  # nothing listens on the port any more
+    assert await refusal_of(panel) == (4502, "The server's console did not answer; try again.")
+
+
+async def test_a_console_closed_before_it_opens_says_why(seeded: tuple[Seeded, FakeVnc]) -> None:
+    """The ticket was issued while the server was active; it was suspended before the socket
+    opened."""
+    panel, _ = seeded
+    ticket = await ticket_for(panel.url, panel.owner_cookie, panel.server_id)
+    await execute(
+        panel.database_url, update(Server).where(Server.id == panel.server_id).values(suspended_at=func.now())
+    )
+    async with open_socket(panel.url, panel.server_id, ticket, cookie=panel.owner_cookie) as socket:
+        code, reason = await closed_with(socket)
+    assert (code, reason) == (4409, "This server is suspended, so its console is closed.")
+
+
+async def test_a_vnc_server_hanging_up_ends_the_session_with_a_reason(seeded: tuple[Seeded, FakeVnc]) -> None:
+    panel, vnc = seeded
+    ticket = await ticket_for(panel.url, panel.owner_cookie, panel.server_id)
+    async with open_socket(panel.url, panel.server_id, ticket, cookie=panel.owner_cookie) as socket:
+        await through_handshake(socket)
+        for writer in vnc.connections:
+            writer.close()
+        code, reason = await closed_with(socket)
+    assert (code, reason) == (1000, "The server's console closed the connection.")
+
+
+async def test_the_console_page_carries_a_message_for_every_close_code(
+    seeded: tuple[Seeded, FakeVnc],
+) -> None:
+    panel, _ = seeded
+    async with httpx.AsyncClient(base_url=panel.url, timeout=DEADLINE_S) as http:
+        page = await http.get(
+            f"/servers/{panel.server_id}/console",
+            headers={"Cookie": f"{SESSION_COOKIE}={panel.owner_cookie}"},
+        )
+    match = re.search(r"data-close-messages='([^']+)'", page.text)
+    assert match is not None
+    carried = json.loads(html.unescape(match.group(1)))
+    assert carried == {str(code): message for code, message in CLOSE_MESSAGES.items()} | {
+        "fallback": "The connection to the console was lost."
+    }
+    assert {"1000", "4401", "4403", "4404", "4409", "4502"} <= set(carried)

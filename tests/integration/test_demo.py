@@ -59,6 +59,10 @@ def test_demo_prints_credentials_and_keeps_data_across_restarts(demo_data_dir: P
     accounts = {email: (role, password) for role, email, password in CREDENTIAL.findall(first)}
     roles = {role for role, _ in accounts.values()}
     assert roles == {"super_admin", "customer"}, first
+    # The super-admin's first passkey needs a single-use link; the banner prints one.
+    assert re.search(r"^  http://localhost:\d+/account/security/passkeys/enrol\?token=\S+$", first, re.M), (
+        first
+    )
 
     # Something written between runs must still be there after the next start.
     with psycopg.connect(embedded.ensure_running(demo_data_dir)) as conn:

@@ -66,7 +66,14 @@ async def test_a_restart_rebuilds_the_demo_hypervisor(
             )
             server = await servers.reserve(session, ACTOR, order)
             job_id = await servers.setup(
-                session, ACTOR, server.id, ServerSetup(template_id=template_id, hostname="demo.example.com")
+                session,
+                ACTOR,
+                server.id,
+                ServerSetup(
+                    template_id=template_id,
+                    hostname="demo.example.com",
+                    ssh_keys=["ssh-ed25519 AAAAC3Nz demo"],
+                ),
             )
         await runtime.open()
         await runtime.start_worker()

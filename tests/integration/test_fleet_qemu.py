@@ -114,7 +114,7 @@ async def panel(
             name="qemu-node",
             location_id=location.id,
             driver="libvirt",
-            connection_uri=libvirt_uri,
+            transport="local",  # qemu:///system, what libvirt_uri names
             storage_pool=pool.name,
             network="default",
             domain_type="qemu",

@@ -69,8 +69,8 @@ async def test_the_list_shows_utilisation_per_pool(staff: People, db: AsyncSessi
     # 6 usable, 1 gateway: 1 of 5 allocatable addresses in use.
     assert '<meter class="ipam-usage__meter" min="0" max="5" low="3.75"' in row.group(1)
     assert 'value="1"' in row.group(1)
-    assert '<td class="num" data-testid="allocated">1</td>' in row.group(1)
-    assert '<td class="num" data-testid="free">4</td>' in row.group(1)
+    assert '<td data-label="Allocated" class="num" data-testid="allocated">1</td>' in row.group(1)
+    assert '<td data-label="Free" class="num" data-testid="free">4</td>' in row.group(1)
     assert "20%" in row.group(1)
     assert "≈ 2⁶⁴" in page.text  # the IPv6 pool's free addresses
     assert "style=" not in page.text  # the CSP forbids inline styles

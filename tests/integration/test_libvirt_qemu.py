@@ -24,11 +24,13 @@ from corral.drivers import (
     Capability,
     DirectKernelBoot,
     DriverConnection,
+    Endpoint,
     ImageRef,
     InstanceSpec,
     InstanceState,
     NetworkInterface,
     ResizeSpec,
+    Transport,
     get_driver,
 )
 from corral.drivers.libvirt.driver import LibvirtDriver
@@ -79,7 +81,7 @@ def guest_files(guest_image: GuestImage) -> Iterator[Path]:
 @pytest.fixture
 async def driver(libvirt_uri: str, pool: StoragePoolDir, guest_files: Path) -> AsyncIterator[LibvirtDriver]:
     connection = DriverConnection(
-        uri=libvirt_uri,
+        endpoint=Endpoint(Transport.LOCAL),  # qemu:///system
         storage_pool=pool.name,
         options={
             "domain_type": "qemu",  # TCG: KVM guests were seen to hang on these machines

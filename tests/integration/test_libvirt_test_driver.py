@@ -15,6 +15,7 @@ import pytest
 
 from corral.drivers import (
     DriverConnection,
+    Endpoint,
     ImageRef,
     InstanceNotFound,
     InstanceSpec,
@@ -23,12 +24,16 @@ from corral.drivers import (
     PermanentDriverError,
     ResizeSpec,
     TransientDriverError,
+    Transport,
     get_driver,
 )
 from corral.drivers.libvirt.driver import LibvirtDriver
 from corral.drivers.libvirt.xml import CorralMetadata, DomainConfig, VolumeConfig
+from corral.node_keys.service import make_key_pair
+from tests.factories.nodes import host_key
 
 URI = "test:///default"
+TEST = Endpoint(Transport.TEST)  # what the driver builds URI from
 POOL = "default-pool"  # the test driver's built-in dir pool
 TEMPLATE = "corral-template.qcow2"
 
@@ -45,7 +50,7 @@ async def driver(conn: Any) -> AsyncIterator[LibvirtDriver]:
     pool = conn.storagePoolLookupByName(POOL)
     if TEMPLATE not in pool.listVolumes():
         pool.createXML(VolumeConfig(name=TEMPLATE, capacity_bytes=2 * 1024**3, format="qcow2").to_xml(), 0)
-    driver = get_driver("libvirt", DriverConnection(uri=URI, storage_pool=POOL))
+    driver = get_driver("libvirt", DriverConnection(endpoint=TEST, storage_pool=POOL))
     assert isinstance(driver, LibvirtDriver)
     yield driver
     await driver.aclose()
@@ -217,14 +222,19 @@ async def test_stats_of_a_test_domain(driver: LibvirtDriver) -> None:
 
 
 async def test_missing_pool_is_permanent(conn: Any) -> None:
-    driver = get_driver("libvirt", DriverConnection(uri=URI, storage_pool="nope"))
+    driver = get_driver("libvirt", DriverConnection(endpoint=TEST, storage_pool="nope"))
     with pytest.raises(PermanentDriverError, match="nope"):
         await driver.host_info()
 
 
 async def test_unreachable_node_is_transient() -> None:
-    # Nothing listens on port 1: connection refused, which a retry may fix.
-    driver = get_driver("libvirt", DriverConnection(uri="qemu+tcp://127.0.0.1:1/system"))
+    # Nothing listens on port 1: connection refused, which a retry may fix. (ssh with a panel key:
+    # the key is written to a private file for ssh and removed when the driver closes.)
+    key = make_key_pair("test").private_key
+    endpoint = Endpoint(
+        Transport.SSH, host="127.0.0.1", port=1, user="nobody", private_key=key, host_key=host_key()
+    )
+    driver = get_driver("libvirt", DriverConnection(endpoint=endpoint))
     with pytest.raises(TransientDriverError, match="Connection refused"):
         await driver.host_info()
 

@@ -1,5 +1,6 @@
 """Nodes through the JSON API: create with the connection test, validation, credentials at rest,
-edits, maintenance, delete, permissions. libvirt's in-memory ``test:///default`` is the node."""
+edits, maintenance, delete, permissions. libvirt's in-memory ``test:///default`` is the node; the
+unreachable one is ssh to port 1 on loopback with a panel key (refused at once)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,13 @@ from corral.models.nodes import Node
 from corral.models.users import UserRole
 from corral.nodes.credentials import context_for
 from tests.factories.fleet import create_location, create_server
-from tests.factories.nodes import TEST_POOL, TEST_URI, UNREACHABLE_URI, create_node
+from tests.factories.nodes import (
+    TEST_CONNECTION,
+    TEST_POOL,
+    create_node,
+    create_node_key,
+    unreachable_connection,
+)
 from tests.integration.test_nodes_support import audit_events, error_code
 from tests.support.admin import People, Person, people_for
 
@@ -37,12 +44,17 @@ async def location(db: AsyncSession) -> Location:
     return await create_location(db, slug="syd1", name="Sydney 1")
 
 
+@pytest.fixture
+async def unreachable(db: AsyncSession) -> dict[str, Any]:
+    return unreachable_connection((await create_node_key(db)).id)
+
+
 def node_body(location: Location, **overrides: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
         "name": "syd1-hv01",
         "location_id": location.id,
         "driver": "libvirt",
-        "connection_uri": TEST_URI,
+        **TEST_CONNECTION,
         "storage_pool": TEST_POOL,
         "domain_type": "qemu",
     }
@@ -151,19 +163,13 @@ async def test_replacing_and_clearing_credentials(
     assert all(SECRET not in str(event.payload) for event in updates)
 
 
-@pytest.mark.parametrize(
-    ("uri", "message"),
-    [
-        (UNREACHABLE_URI, "Connection refused"),
-        ("test:///nonexistent-file.xml", "nonexistent-file.xml"),
-    ],
-)
 async def test_an_unreachable_node_is_refused_with_the_drivers_message(
-    people: People, db: AsyncSession, location: Location, uri: str, message: str
+    people: People, db: AsyncSession, location: Location, unreachable: dict[str, Any]
 ) -> None:
     operator = await people.sign_in(UserRole.OPERATOR)
+    message = "Connection refused"
 
-    refused = await operator.post_json(API, node_body(location, connection_uri=uri))
+    refused = await operator.post_json(API, node_body(location, **unreachable))
 
     assert refused.status_code == 422
     body = refused.json()
@@ -175,12 +181,12 @@ async def test_an_unreachable_node_is_refused_with_the_drivers_message(
 
 
 async def test_an_unreachable_node_can_be_saved_offline_with_the_error(
-    people: People, location: Location
+    people: People, location: Location, unreachable: dict[str, Any]
 ) -> None:
     operator = await people.sign_in(UserRole.OPERATOR)
     body = node_body(
         location,
-        connection_uri=UNREACHABLE_URI,
+        **unreachable,
         allow_unreachable=True,
         maintenance=True,  # asked for, but an unreachable node is stored offline
         cpu_total=32,
@@ -194,7 +200,7 @@ async def test_an_unreachable_node_can_be_saved_offline_with_the_error(
     assert "Connection refused" in node["last_error"]
 
     without_capacity = await operator.post_json(
-        API, node_body(location, name="hv-nocap", connection_uri=UNREACHABLE_URI, allow_unreachable=True)
+        API, node_body(location, name="hv-nocap", **unreachable, allow_unreachable=True)
     )
     assert without_capacity.status_code == 422
     assert error_code(without_capacity.json()) == "capacity_unknown"
@@ -204,14 +210,11 @@ async def test_an_unreachable_node_can_be_saved_offline_with_the_error(
     ("overrides", "field"),
     [
         ({"driver": "vmware"}, "driver"),
-        ({"connection_uri": "https://hv.example.net/"}, "connection_uri"),
-        ({"connection_uri": "qemu+ext:///system?command=/bin/sh"}, "connection_uri"),
-        ({"connection_uri": "qemu+tcp://hv.example.net/system"}, "connection_uri"),
-        ({"connection_uri": "qemu+ssh://root:hunter2@hv.example.net/system"}, "connection_uri"),
-        ({"connection_uri": "qemu+ssh://root@hv.example.net/system?netcat=/tmp/x"}, "connection_uri"),
-        ({"connection_uri": "qemu+ssh://root@hv.example.net/system?no_verify=1"}, "connection_uri"),
-        ({"connection_uri": "test:///etc/shadow"}, "connection_uri"),
-        ({"connection_uri": "qemu:///system\nfoo"}, "connection_uri"),
+        ({"transport": "https"}, "transport"),
+        ({"transport": "tcp"}, "transport"),
+        ({"transport": "tls", "host": "root:hunter2@hv.example.net"}, "host"),
+        ({"transport": "tls", "host": "hv.example.net:16514"}, "host"),
+        ({"transport": "tls", "port": 70000, "host": "hv.example.net"}, "port"),
         ({"cpu_total": 0}, "cpu_total"),
         ({"memory_total_mib": -1}, "memory_total_mib"),
         ({"cpu_oversell": 0.5}, "cpu_oversell"),
@@ -252,12 +255,11 @@ async def test_the_connection_test_reports_the_host_or_the_error(
 ) -> None:
     operator = await people.sign_in(UserRole.OPERATOR)
 
-    good = await operator.post_json(
-        f"{API}/test-connection", {"connection_uri": TEST_URI, "storage_pool": TEST_POOL}
-    )
-    bad = await operator.post_json(f"{API}/test-connection", {"connection_uri": UNREACHABLE_URI})
+    good = await operator.post_json(f"{API}/test-connection", {**TEST_CONNECTION, "storage_pool": TEST_POOL})
+    unreachable = unreachable_connection((await create_node_key(db)).id)
+    bad = await operator.post_json(f"{API}/test-connection", unreachable)
     no_pool = await operator.post_json(
-        f"{API}/test-connection", {"connection_uri": TEST_URI, "storage_pool": "no-such-pool"}
+        f"{API}/test-connection", {**TEST_CONNECTION, "storage_pool": "no-such-pool"}
     )
 
     assert good.status_code == 200
@@ -273,37 +275,54 @@ async def test_the_connection_test_reports_the_host_or_the_error(
 
 
 async def test_changing_the_connection_tests_it_again(
-    people: People, db: AsyncSession, location: Location
+    people: People, db: AsyncSession, location: Location, unreachable: dict[str, Any]
 ) -> None:
     operator = await people.sign_in(UserRole.OPERATOR)
     node = await create(operator, node_body(location))
     url = f"{API}/{node['id']}"
 
-    refused = await operator.client.patch(
-        url, json={"connection_uri": UNREACHABLE_URI}, headers=operator.headers()
-    )
+    refused = await operator.client.patch(url, json=unreachable, headers=operator.headers())
     assert (refused.status_code, error_code(refused.json())) == (422, "node_unreachable")
-    assert (await operator.client.get(url)).json()["connection_uri"] == TEST_URI
+    assert (await operator.client.get(url)).json()["transport"] == "test"
 
     forced = await operator.client.patch(
-        url, json={"connection_uri": UNREACHABLE_URI, "allow_unreachable": True}, headers=operator.headers()
+        url, json={**unreachable, "allow_unreachable": True}, headers=operator.headers()
     )
     assert forced.json()["status"] == "offline"
-    back = await operator.client.patch(url, json={"connection_uri": TEST_URI}, headers=operator.headers())
+    assert forced.json()["connection"] == "ssh nobody@127.0.0.1:1"
+    back = await operator.client.patch(url, json=TEST_CONNECTION, headers=operator.headers())
+    # Giving the transport replaces the whole connection: the ssh fields are gone.
+    gone = ("host", "ssh_user", "ssh_key_id", "ssh_host_key")
+    assert [back.json()[name] for name in gone] == [None, None, None, None]
     assert (back.json()["status"], back.json()["last_error"]) == ("online", None)
     capacity_only = await operator.client.patch(url, json={"cpu_oversell": 3}, headers=operator.headers())
     assert capacity_only.json()["cpu_oversell"] == 3.0
 
-    wrong_scheme = await operator.client.patch(
-        url, json={"driver": "libvirt", "connection_uri": "https://x/"}, headers=operator.headers()
+    wrong_transport = await operator.client.patch(
+        url, json={"driver": "libvirt", "transport": "https"}, headers=operator.headers()
     )
-    assert wrong_scheme.status_code == 422
+    assert wrong_transport.status_code == 422
+    # A host alone on a test node: the merged connection is checked, not just the fields sent.
+    host_on_test = await operator.client.patch(
+        url, json={"host": "hv.example.net"}, headers=operator.headers()
+    )
+    assert (host_on_test.status_code, error_code(host_on_test.json())) == (422, "validation_failed")
     updates = [event.payload for event in await audit_events(db, "node.update")]
-    assert updates[0]["after"] == {"connection_uri": UNREACHABLE_URI, "status": "offline"}
+    assert updates[0]["after"] == {
+        "transport": "ssh",
+        "host": "127.0.0.1",
+        "port": 1,
+        "ssh_user": "nobody",
+        "ssh_key_id": unreachable["ssh_key_id"],
+        "ssh_host_key": unreachable["ssh_host_key"],
+        "status": "offline",
+    }
     assert updates[-1] == {"before": {"cpu_oversell": 1.0}, "after": {"cpu_oversell": 3.0}}
 
 
-async def test_maintenance_in_and_out(people: People, db: AsyncSession, location: Location) -> None:
+async def test_maintenance_in_and_out(
+    people: People, db: AsyncSession, location: Location, unreachable: dict[str, Any]
+) -> None:
     operator = await people.sign_in(UserRole.OPERATOR)
     node = await create(operator, node_body(location))
     url = f"{API}/{node['id']}/maintenance"
@@ -322,7 +341,8 @@ async def test_maintenance_in_and_out(people: People, db: AsyncSession, location
     stored = await db.get(Node, node["id"])
     assert stored is not None
     await operator.post_json(url, {"enabled": True})
-    stored.connection_uri = UNREACHABLE_URI
+    for name, value in unreachable.items():
+        setattr(stored, name, value)
     await db.flush()
     offline = await operator.post_json(url, {"enabled": False})
     assert offline.json()["status"] == "offline"
@@ -365,9 +385,7 @@ async def test_support_reads_customers_are_refused_operators_manage(
 
     for person in (customer, support, billing):
         assert (await person.post_json(API, body)).status_code == 403
-        assert (
-            await person.post_json(f"{API}/test-connection", {"connection_uri": TEST_URI})
-        ).status_code == 403
+        assert (await person.post_json(f"{API}/test-connection", TEST_CONNECTION)).status_code == 403
         assert (await person.post_json(f"{API}/{node.id}/maintenance", {"enabled": True})).status_code == 403
         assert (await person.post_json(f"{API}/{node.id}/check")).status_code == 403
         patch = await person.client.patch(f"{API}/{node.id}", json={"name": "x"}, headers=person.headers())

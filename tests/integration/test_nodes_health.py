@@ -25,7 +25,7 @@ from corral.nodes import health
 from corral.nodes.credentials import context_for
 from corral.nodes.probe import message_for, status_for
 from corral.nodes.schemas import NodeCredentials
-from tests.factories.nodes import TEST_URI, UNREACHABLE_URI, create_node
+from tests.factories.nodes import create_node, create_node_key, unreachable_connection
 from tests.integration.test_jobs_support import harness, wait_until
 from tests.integration.test_nodes_support import audit_events
 
@@ -46,7 +46,8 @@ async def test_online_offline_and_back_with_an_audit_event_per_change_only(db: A
     first_check = node.last_checked_at
     assert first_check is not None
 
-    node.connection_uri = UNREACHABLE_URI
+    for name, value in unreachable_connection((await create_node_key(db)).id).items():
+        setattr(node, name, value)
     await db.flush()
     down = await check(db, node)
     assert (down.changed, node.status) == (True, "offline")
@@ -56,7 +57,8 @@ async def test_online_offline_and_back_with_an_audit_event_per_change_only(db: A
     assert node.last_checked_at is not None
     assert node.last_checked_at > first_check
 
-    node.connection_uri = TEST_URI
+    node.transport, node.host, node.port = "test", None, None
+    node.ssh_user, node.ssh_key_id, node.ssh_host_key = None, None, None
     await db.flush()
     up = await check(db, node)
     assert (up.changed, node.status, node.last_error) == (True, "online", None)
@@ -101,7 +103,8 @@ async def test_credentials_that_cannot_be_decrypted_make_the_node_unhealthy(
 
 
 async def test_maintenance_is_left_alone_but_the_check_is_recorded(db: AsyncSession) -> None:
-    node = await create_node(db, status=NodeStatus.MAINTENANCE.value, connection_uri=UNREACHABLE_URI)
+    key = await create_node_key(db)
+    node = await create_node(db, status=NodeStatus.MAINTENANCE.value, **unreachable_connection(key.id))
 
     outcome = await check(db, node)
 
@@ -135,7 +138,8 @@ async def test_checks_never_pile_up_and_the_fan_out_checks_every_node(
     async with harness(fresh_database(), settings) as h:
         async with transaction(h.sessions) as session:
             reachable = await create_node(session, status=NodeStatus.OFFLINE.value)
-            unreachable = await create_node(session, location=None, connection_uri=UNREACHABLE_URI)
+            key = await create_node_key(session)
+            unreachable = await create_node(session, location=None, **unreachable_connection(key.id))
             waiting = await create_node(session, status=NodeStatus.OFFLINE.value)
             # A check for `waiting` is already queued (due later): no second one may join it.
             await job_service.defer(

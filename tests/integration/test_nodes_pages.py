@@ -15,7 +15,7 @@ from corral.models.locations import Location
 from corral.models.nodes import Node
 from corral.models.users import UserRole
 from tests.factories.fleet import create_location, create_server
-from tests.factories.nodes import TEST_POOL, TEST_URI, UNREACHABLE_URI, create_node
+from tests.factories.nodes import TEST_POOL, create_node, create_node_key, unreachable_connection
 from tests.integration.test_nodes_support import audit_events
 from tests.support.admin import People, Person, people_for
 
@@ -33,12 +33,23 @@ async def location(db: AsyncSession) -> Location:
     return await create_location(db, name="Sydney 1")
 
 
+@pytest.fixture
+async def unreachable(db: AsyncSession) -> dict[str, str]:
+    """The form fields of an ssh connection nothing answers (as typed: all strings)."""
+    fields = unreachable_connection((await create_node_key(db)).id)
+    return {name: str(value) for name, value in fields.items()}
+
+
 def form(location: Location, **overrides: str) -> dict[str, str]:
     values = {
         "name": "syd1-hv01",
         "location_id": str(location.id),
         "driver": "libvirt",
-        "connection_uri": TEST_URI,
+        "transport": "test",
+        "host": "",
+        "port": "",
+        "ssh_user": "",
+        "ssh_key_id": "",
         "storage_pool": TEST_POOL,
         "network": "default",
         "domain_type": "qemu",
@@ -111,45 +122,38 @@ async def test_a_node_is_added_through_the_form_after_a_connection_test(
 
 
 async def test_the_connection_test_shows_the_drivers_message_not_a_traceback(
-    people: People, location: Location
+    people: People, location: Location, unreachable: dict[str, str]
 ) -> None:
     operator = await people.sign_in(UserRole.OPERATOR)
 
-    refused = await operator.post_htmx(
-        "/admin/nodes/test-connection", form(location, connection_uri=UNREACHABLE_URI)
-    )
-    missing_file = await operator.post_htmx(
-        "/admin/nodes/test-connection", form(location, connection_uri="test:///nonexistent-file.xml")
-    )
-    invalid = await operator.post_htmx(
-        "/admin/nodes/test-connection", form(location, connection_uri="ftp://x/")
-    )
+    refused = await operator.post_htmx("/admin/nodes/test-connection", form(location, **unreachable))
+    invalid = await operator.post_htmx("/admin/nodes/test-connection", form(location, transport="ftp"))
 
     assert refused.status_code == 200
     assert 'data-ok="false"' in refused.text
     assert "Connection refused" in refused.text
-    assert "nonexistent-file.xml" in missing_file.text
     assert "Fix these before testing" in invalid.text
-    for response in (refused, missing_file, invalid):
+    for response in (refused, invalid):
         assert "Traceback" not in response.text
         assert "<html" not in response.text
 
 
 async def test_a_refused_save_keeps_what_was_typed_except_the_credentials(
-    people: People, db: AsyncSession, location: Location
+    people: People, db: AsyncSession, location: Location, unreachable: dict[str, str]
 ) -> None:
     operator = await people.sign_in(UserRole.OPERATOR)
 
-    unreachable = await operator.post_form(
-        "/admin/nodes", form(location, connection_uri=UNREACHABLE_URI, username="corral", password=SECRET)
+    refused = await operator.post_form(
+        "/admin/nodes", form(location, **unreachable, username="corral", password=SECRET)
     )
-    assert unreachable.status_code == 422
-    assert 'data-testid="unreachable"' in unreachable.text
-    assert "Connection refused" in unreachable.text
-    assert f'value="{UNREACHABLE_URI}"' in unreachable.text
+    assert refused.status_code == 422
+    assert 'data-testid="unreachable"' in refused.text
+    assert "Connection refused" in refused.text
+    assert 'value="127.0.0.1"' in refused.text
+    assert f'<option value="{unreachable["ssh_key_id"]}" selected>' in refused.text
     # Credentials are never written into a page, not even the ones just typed: retype them.
-    assert 'value="corral"' not in unreachable.text
-    assert SECRET not in unreachable.text
+    assert 'value="corral"' not in refused.text
+    assert SECRET not in refused.text
 
     invalid = await operator.post_form("/admin/nodes", form(location, cpu_oversell="11", name="bad name"))
     assert invalid.status_code == 422
@@ -160,7 +164,7 @@ async def test_a_refused_save_keeps_what_was_typed_except_the_credentials(
         "/admin/nodes",
         form(
             location,
-            connection_uri=UNREACHABLE_URI,
+            **unreachable,
             allow_unreachable="on",
             cpu_total="8",
             memory_total_mib="16384",
@@ -238,18 +242,18 @@ async def test_maintenance_check_and_delete_buttons(
     ]
 
 
-async def test_an_edit_with_a_uri_the_driver_does_not_take_is_shown_inline(
+async def test_an_edit_with_a_transport_the_driver_does_not_take_is_shown_inline(
     people: People, db: AsyncSession, location: Location
 ) -> None:
     operator = await people.sign_in(UserRole.OPERATOR)
     node = await create_node(db, location=location)
 
-    response = await operator.post_form(
-        f"/admin/nodes/{node.id}", form(location, connection_uri="https://hv/")
-    )
+    unknown = await operator.post_form(f"/admin/nodes/{node.id}", form(location, transport="https"))
+    incomplete = await operator.post_form(f"/admin/nodes/{node.id}", form(location, transport="ssh"))
 
-    assert response.status_code == 422
-    assert 'data-field-error="connection_uri"' in response.text
-    assert "the libvirt driver takes URIs starting with" in response.text
+    assert unknown.status_code == 422
+    assert 'data-field-error="transport"' in unknown.text
+    assert incomplete.status_code == 422
+    assert "the ssh transport needs the node&#39;s host name or IP address" in incomplete.text
     await db.refresh(node)
-    assert node.connection_uri == TEST_URI
+    assert (node.transport, node.host) == ("test", None)

@@ -15,10 +15,11 @@ from corral.config import Settings
 from corral.db.session import create_engine, create_session_factory, transaction
 from corral.kit.crypto import DecryptionFailed, Keyring, generate_key_spec
 from corral.models.audit import AuditEvent
-from corral.models.nodes import Node
+from corral.models.nodes import Node, NodeSshKey
+from corral.node_keys.service import context_for as node_key_context
 from corral.nodes.credentials import context_for
 from corral.nodes.schemas import NodeCredentials
-from tests.factories.nodes import create_node
+from tests.factories.nodes import create_node, create_node_key
 from tests.support.processes import clean_env, run_corral
 
 PASSWORDS = ("first-node-password", "second-node-password")
@@ -49,6 +50,16 @@ async def stored_tokens(url: URL, settings: Settings) -> dict[int, str]:
         await engine.dispose()
 
 
+async def stored_node_keys(url: URL, settings: Settings) -> dict[int, str]:
+    engine = create_engine(url, settings)
+    try:
+        async with create_session_factory(engine, settings)() as session:
+            keys = (await session.scalars(select(NodeSshKey))).all()
+            return {key.id: key.private_key_encrypted for key in keys}
+    finally:
+        await engine.dispose()
+
+
 async def test_rotation_moves_every_credential_to_the_new_key(
     fresh_database: Callable[[], URL], settings: Settings, tmp_path: Path
 ) -> None:
@@ -61,6 +72,7 @@ async def test_rotation_moves_every_credential_to_the_new_key(
             for password in PASSWORDS:
                 await create_node(session, credentials=NodeCredentials(username="corral", password=password))
             await create_node(session)  # no credentials: nothing to rotate
+            await create_node_key(session, name="lab")  # a panel SSH key is rotated too
     finally:
         await engine.dispose()
     before = await stored_tokens(url, settings)
@@ -75,13 +87,18 @@ async def test_rotation_moves_every_credential_to_the_new_key(
 
     first = await rotate(url, settings, f"{key_b},{key_a}", tmp_path)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip() == "rotated 2 of 2 node credential(s) to key 'kb'"
+    assert first.stdout.strip() == "rotated 3 of 3 node credential(s) and SSH key(s) to key 'kb'"
 
     again = await rotate(url, settings, f"{key_b},{key_a}", tmp_path)
     assert again.returncode == 0, again.stderr
-    assert again.stdout.strip() == "rotated 0 of 2 node credential(s) to key 'kb' (all were already current)"
+    assert again.stdout.strip() == (
+        "rotated 0 of 3 node credential(s) and SSH key(s) to key 'kb' (all were already current)"
+    )
 
     after = await stored_tokens(url, settings)
+    [(key_id, sealed_key)] = (await stored_node_keys(url, settings)).items()
+    assert sealed_key.split(":")[1] == "kb"
+    assert Keyring.parse(key_b).decrypt(sealed_key, context=node_key_context(key_id)).startswith("-----BEGIN")
     only_b = Keyring.parse(key_b)
     only_a = Keyring.parse(key_a)
     plaintexts = [only_b.decrypt(token, context=context_for(node_id)) for node_id, token in after.items()]
@@ -106,7 +123,7 @@ async def test_rotation_moves_every_credential_to_the_new_key(
     finally:
         await engine.dispose()
     assert [(event.actor_label, event.payload) for event in events] == [
-        ("cli:admin rotate-keys", {"rotated": 2, "total": 2, "key_id": "kb"})
+        ("cli:admin rotate-keys", {"rotated": 3, "total": 3, "key_id": "kb"})
     ]
 
 

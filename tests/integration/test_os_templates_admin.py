@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from corral.drivers.base import DriverConnection
+from corral.drivers.base import DriverConnection, Endpoint, Transport
 from corral.drivers.libvirt.xml import VolumeConfig
 from corral.drivers.registry import get_driver
 from corral.kit.actors import Actor
@@ -22,7 +22,7 @@ from corral.nodes import health
 from corral.nodes.probe import ImageInventory
 from corral.templates.service import templates
 from tests.factories.fleet import create_location, create_server
-from tests.factories.nodes import TEST_POOL, TEST_URI, create_node, create_template, put_template_on
+from tests.factories.nodes import TEST_POOL, create_node, create_template, put_template_on
 from tests.integration.test_nodes_support import audit_events, error_code
 from tests.support.admin import People, people_for
 
@@ -48,7 +48,7 @@ class PoolVolumes:
     """Volumes in the test driver's pool, which every connection in this process shares."""
 
     def __init__(self) -> None:
-        self.conn: Any = libvirt.open(TEST_URI)
+        self.conn: Any = libvirt.open("test:///default")
         self.pool: Any = self.conn.storagePoolLookupByName(TEST_POOL)
         self.made: list[str] = []
 
@@ -159,7 +159,8 @@ async def test_who_may_read_and_change_templates(people: People, db: AsyncSessio
 async def test_listing_on_a_node_checks_the_node_for_the_image(
     people: People, db: AsyncSession, volumes: PoolVolumes
 ) -> None:
-    driver = get_driver("libvirt", DriverConnection(uri=TEST_URI, storage_pool=TEST_POOL))
+    connection = DriverConnection(endpoint=Endpoint(Transport.TEST), storage_pool=TEST_POOL)
+    driver = get_driver("libvirt", connection)
     assert isinstance(driver, ImageInventory), (
         "the libvirt driver needs `async def image_exists(self, image: ImageRef) -> bool` "
         "(corral.nodes.probe.ImageInventory) before template images can be checked on nodes"

@@ -40,7 +40,11 @@ async def test_unset_settings_read_as_the_defaults(people: People, db: AsyncSess
     response = await admin.client.get(API)
 
     assert response.status_code == 200
-    assert response.json() == {"require_customer_2fa": False, "customer_server_limit": 5}
+    assert response.json() == {
+        "require_customer_2fa": False,
+        "customer_server_limit": 5,
+        "unfinished_order_days": 7,
+    }
 
 
 async def test_unknown_and_unusable_rows_are_ignored(db: AsyncSession) -> None:
@@ -64,12 +68,20 @@ async def test_a_super_admin_changes_settings_and_it_is_audited(people: People, 
     changed = await admin.client.patch(API, json={"customer_server_limit": 12}, headers=admin.headers())
 
     assert changed.status_code == 200, changed.text
-    assert changed.json() == {"require_customer_2fa": False, "customer_server_limit": 12}
+    assert changed.json() == {
+        "require_customer_2fa": False,
+        "customer_server_limit": 12,
+        "unfinished_order_days": 7,
+    }
     assert await stored(db) == {"customer_server_limit": 12}  # only the changed key is written
     both = await admin.client.patch(
         API, json={"require_customer_2fa": True, "customer_server_limit": 12}, headers=admin.headers()
     )
-    assert both.json() == {"require_customer_2fa": True, "customer_server_limit": 12}
+    assert both.json() == {
+        "require_customer_2fa": True,
+        "customer_server_limit": 12,
+        "unfinished_order_days": 7,
+    }
     assert await panel_settings.current(db) == PanelSettings(
         require_customer_2fa=True, customer_server_limit=12
     )
@@ -155,7 +167,9 @@ async def test_the_page_saves_and_refuses_bad_input_inline(people: People, db: A
     assert 'value="1001"' in bad.text
     assert await stored(db) == {}
 
-    saved = await admin.post_form(PAGE, {"require_customer_2fa": "on", "customer_server_limit": " 20 "})
+    saved = await admin.post_form(
+        PAGE, {"require_customer_2fa": "on", "customer_server_limit": " 20 ", "unfinished_order_days": "7"}
+    )
     assert saved.status_code == 303
     assert saved.headers["location"] == f"{PAGE}?done=saved"
     shown = await admin.client.get(saved.headers["location"])
@@ -166,6 +180,6 @@ async def test_the_page_saves_and_refuses_bad_input_inline(people: People, db: A
     )
 
     # An unticked checkbox is not sent at all: it turns the requirement off.
-    await admin.post_form(PAGE, {"customer_server_limit": "20"})
+    await admin.post_form(PAGE, {"customer_server_limit": "20", "unfinished_order_days": "7"})
     assert (await panel_settings.current(db)).require_customer_2fa is False
     assert len(await audit_events(db, "settings.")) == 2

@@ -103,7 +103,8 @@ async def test_order_and_setup_through_the_api(people: People, db: AsyncSession)
     ]
     assert "args" not in jobs[0]  # may hold a password hash
     twice = await customer.post_json(
-        f"{API}/{server['id']}/setup", {"template_id": offer.template.id, "hostname": "api-1"}
+        f"{API}/{server['id']}/setup",
+        {"template_id": offer.template.id, "hostname": "api-1", "ssh_keys": [KEY]},
     )
     assert twice.status_code == 409
     assert twice.json()["code"] == "invalid_server_state"
@@ -130,7 +131,12 @@ async def test_power_rename_reinstall_and_retry_through_the_api(people: People, 
 
     wrong = await customer.post_json(
         f"{url}/reinstall",
-        {"template_id": offer.template.id, "hostname": "web-1.example.com", "confirm": "nope"},
+        {
+            "template_id": offer.template.id,
+            "hostname": "web-1.example.com",
+            "confirm": "nope",
+            "ssh_keys": [KEY],
+        },
     )
     assert wrong.status_code == 422
     assert wrong.json()["code"] == "reinstall_not_confirmed"
@@ -163,11 +169,11 @@ async def test_another_customers_server_is_not_found_in_the_api(people: People, 
         "template_id": offer.template.id,
         "hostname": "web-1.example.com",
         "confirm": "web-1.example.com",
+        "ssh_keys": [KEY],
     }
     assert (await stranger.post_json(f"{url}/reinstall", reinstall)).status_code == 404
-    assert (
-        await stranger.post_json(f"{url}/setup", {"template_id": offer.template.id, "hostname": "x"})
-    ).status_code == 404
+    setup = {"template_id": offer.template.id, "hostname": "x", "ssh_keys": [KEY]}
+    assert (await stranger.post_json(f"{url}/setup", setup)).status_code == 404
     assert (await stranger.client.get(API)).json() == []
     assert await server_jobs(db, server.id) == []
     assert (await stranger.client.get(f"{API}/999999999")).json()["code"] == "server_not_found"

@@ -244,7 +244,7 @@ async def test_reinstall_needs_the_hostname_typed(people: People, db: AsyncSessi
     offer = await make_offer(db)
     customer = await people.sign_in()
     server = await make_server(db, offer, customer.user)
-    form = {"template_id": str(offer.template.id), "confirm": "web-2.example.com"}
+    form = {"template_id": str(offer.template.id), "confirm": "web-2.example.com", "ssh_keys": KEY}
 
     wrong = await customer.post_htmx(f"/servers/{server.id}/reinstall", form)
     assert wrong.status_code == 422
@@ -357,7 +357,7 @@ async def test_a_failed_build_can_be_set_up_again(people: People, db: AsyncSessi
     assert wizard.status_code == 200
     done = await customer.post_form(
         f"/servers/{failed.id}/setup",
-        {"template_id": str(offer.template.id), "hostname": "retry.example.com"},
+        {"template_id": str(offer.template.id), "hostname": "retry.example.com", "ssh_keys": KEY},
     )
 
     assert done.status_code == 303

@@ -42,7 +42,7 @@ async def make_node(
         name=f"node-{secrets.token_hex(3)}",
         location_id=location.id,
         driver="libvirt",
-        connection_uri="test:///default",
+        transport="test",
         cpu_total=cpus,
         memory_total_mib=memory_mib,
         disk_total_gib=disk_gib,

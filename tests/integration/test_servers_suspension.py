@@ -48,7 +48,7 @@ async def test_a_suspended_server_refuses_power_actions(people: People, db: Asyn
     for action in ("start", "stop", "restart", "shutdown"):
         with pytest.raises(ServerSuspended, match="Abuse report #4411"):
             await servers.power(db, ACTOR, server.id, action)
-    setup = ServerSetup(template_id=1, hostname="mail-1.example.com")
+    setup = ServerSetup(template_id=1, hostname="mail-1.example.com", ssh_keys=["ssh-ed25519 AAAAC3Nz test"])
     with pytest.raises(ServerSuspended):
         await servers.reinstall(db, ACTOR, server.id, setup)
     # The owner still sees the server, read-only, with the reason.

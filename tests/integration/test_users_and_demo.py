@@ -41,6 +41,15 @@ async def test_demo_seed_is_idempotent_and_keeps_passwords(db: AsyncSession, tmp
     first = await demo.seed(db, tmp_path)
     second = await demo.seed(db, tmp_path)
     assert first == second
+    # The super-admin has no passkey: each start prints a new enrolment link (replacing the last).
+    links = [{cred.role: cred.enrolment_link for cred in seeded} for seeded in (first, second)]
+    assert [seeded[UserRole.CUSTOMER] for seeded in links] == [None, None]
+    admin_links = [seeded[UserRole.SUPER_ADMIN] for seeded in links]
+    assert all(
+        link and link.startswith("https://panel.test/account/security/passkeys/enrol?token=")
+        for link in admin_links
+    )
+    assert admin_links[0] != admin_links[1]
     assert {cred.role for cred in first} == {UserRole.SUPER_ADMIN, UserRole.CUSTOMER}
     count = await db.scalar(select(func.count()).select_from(User))
     assert count == 2

@@ -24,11 +24,12 @@ SESSION_COOKIE = "__Host-corral_session"
 
 
 def route_paths(app: FastAPI) -> dict[str, set[str]]:
-    """Every route's full path and its methods (included routers are walked, not listed flat)."""
+    """Every route's full path as documented (``{id}``, not the router's ``{id:int}``) and its
+    methods (included routers are walked, not listed flat)."""
     paths: dict[str, set[str]] = {}
     for context in iter_route_contexts(app.routes):
         methods = getattr(context.original_route, "methods", None) or set()
-        paths.setdefault(str(context.path), set()).update(methods)
+        paths.setdefault(str(context.path_format), set()).update(methods)
     return paths
 
 

@@ -7,10 +7,15 @@ import re
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from corral.auth import repository as auth_repository
+from corral.auth.enrolment import passkey_enrolment
 from corral.auth.passkeys import passkeys
 from corral.auth.principal import Principal
+from corral.kit.actors import Actor
+from corral.models.mfa import EnrolmentDelivery
 from corral.models.users import User
-from corral.rbac.permissions import permissions_for
+from corral.rbac.permissions import PASSKEY_ONLY_ROLES, permissions_for
+from tests.factories.users import DEFAULT_PASSWORD
 from tests.support.authenticator import SoftwareAuthenticator
 
 ORIGIN = {"Origin": "https://panel.test"}
@@ -56,9 +61,13 @@ async def passkey_sign_in(
     own endpoints, as the passkeys script does; the session is a passkey one with a fresh step-up."""
     authenticator = authenticator or SoftwareAuthenticator()
     if not authenticator.credentials:
-        principal = Principal.of(user, permissions_for(user.role))
-        options = await passkeys.registration_options(db, principal)
-        await passkeys.finish_registration(db, principal, authenticator.create(options), name="Test key")
+        if user.role in PASSKEY_ONLY_ROLES and not await auth_repository.passkey_count(db, user.id):
+            # An operator's or super-admin's first passkey comes only through an enrolment link.
+            await enrol_with_link(client, db, user, authenticator)
+        else:
+            principal = Principal.of(user, permissions_for(user.role))
+            options = await passkeys.registration_options(db, principal)
+            await passkeys.finish_registration(db, principal, authenticator.create(options), name="Test key")
     token = await form_token(client, "/login")
     headers = {**ORIGIN, "X-CSRF-Token": token}
     options_response = await client.post("/login/passkey/options", json={}, headers=headers)
@@ -69,3 +78,47 @@ async def passkey_sign_in(
     )
     assert signed_in.status_code == 200, signed_in.text[:300]
     return authenticator
+
+
+async def enrol_with_link(
+    client: httpx.AsyncClient,
+    db: AsyncSession,
+    user: User,
+    authenticator: SoftwareAuthenticator,
+    *,
+    password: str = DEFAULT_PASSWORD,
+) -> str:
+    """A staff account's first passkey, the only way the panel allows it: a link issued as the CLI
+    does, then the link's page and endpoints in a session signed in with the password. Returns the
+    link (spent)."""
+    issued = await passkey_enrolment.issue(db, Actor.cli("tests"), user, EnrolmentDelivery.CLI)
+    assert (await sign_in(client, user.email, password)).status_code == 303
+    await register_through_link(client, issued.link, authenticator)
+    # As the page says: sign out, then sign in with the new passkey.
+    signed_out = await client.post("/logout", headers={**ORIGIN, "X-CSRF-Token": await page_token(client)})
+    assert signed_out.status_code in (200, 303), signed_out.text[:300]
+    return issued.link
+
+
+async def register_through_link(
+    client: httpx.AsyncClient, link: str, authenticator: SoftwareAuthenticator, name: str = "Test key"
+) -> httpx.Response:
+    """Open an enrolment link in a signed-in client and answer its ceremony; returns the last answer."""
+    page = await client.get(link)
+    assert page.status_code == 200, page.text[:300]
+    match = re.search(r'name="csrf-token" content="([^"]+)"', page.text)
+    assert match is not None
+    token = re.search(r'name="token" value="([^"]+)"', page.text)
+    assert token is not None, "the enrolment page offers no form"
+    headers = {**ORIGIN, "X-CSRF-Token": match.group(1)}
+    options = await client.post(
+        "/account/security/passkeys/enrol/options", json={"token": token.group(1)}, headers=headers
+    )
+    assert options.status_code == 200, options.text[:300]
+    finished = await client.post(
+        "/account/security/passkeys/enrol",
+        json={"token": token.group(1), "credential": authenticator.create(options.json()), "name": name},
+        headers=headers,
+    )
+    assert finished.status_code == 201, finished.text[:300]
+    return finished

@@ -2,29 +2,25 @@
 
 ``add_authenticator`` gives a page a platform authenticator with user verification, so the
 panel's own script registers and uses passkeys exactly as on a laptop with a fingerprint reader.
-``give_passkey`` plants a credential for a seeded staff account (key in the authenticator, public
-key in the panel's database), for browser tests that need a passkey sign-in before they start.
+``staff_sign_in`` gives a seeded operator or super-admin its first passkey the way the panel
+allows (an enrolment link opened in a password session), for browser tests that need a staff
+passkey sign-in before they start.
 """
 
 from __future__ import annotations
 
-import base64
 import re
-import secrets
 from dataclasses import dataclass
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from playwright.async_api import CDPSession, Page, expect
-from sqlalchemy import select
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
-from corral.auth.passkeys import user_handle
+from corral.auth.enrolment import passkey_enrolment
 from corral.config import Settings
-from corral.models.mfa import Passkey
-from corral.models.users import User
-from tests.support.authenticator import cose_public_key
+from corral.db.session import create_engine, create_session_factory, transaction
+from corral.kit.actors import Actor
+from corral.models.mfa import EnrolmentDelivery
+from tests.factories.users import DEFAULT_PASSWORD
 
 
 @dataclass(frozen=True)
@@ -56,54 +52,6 @@ async def add_authenticator(page: Page) -> VirtualAuthenticator:
     return VirtualAuthenticator(cdp=cdp, authenticator_id=str(added["authenticatorId"]))
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
-
-
-async def give_passkey(
-    authenticator: VirtualAuthenticator, settings: Settings, database: URL, base_url: str, email: str
-) -> None:
-    """A passkey for ``email`` known to both the authenticator and the panel."""
-    host = re.sub(r"^https?://([^:/]+).*$", r"\1", base_url)
-    key = ec.generate_private_key(ec.SECP256R1())
-    credential_id = secrets.token_bytes(32)
-    engine = create_async_engine(database)
-    try:
-        async with AsyncSession(engine) as session:
-            user = (await session.execute(select(User).where(User.email == email))).scalar_one()
-            handle = user_handle(settings, user.id)
-            session.add(
-                Passkey(
-                    user_id=user.id,
-                    name="Test laptop",
-                    credential_id=credential_id,
-                    public_key=cose_public_key(key),
-                    sign_count=0,
-                    transports=["internal"],
-                )
-            )
-            await session.commit()
-    finally:
-        await engine.dispose()
-    private = key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    await authenticator.cdp.send(
-        "WebAuthn.addCredential",
-        {
-            "authenticatorId": authenticator.authenticator_id,
-            "credential": {
-                "credentialId": _b64(credential_id),
-                "isResidentCredential": True,
-                "rpId": host,
-                "privateKey": _b64(private),
-                "userHandle": _b64(handle),
-                "signCount": 0,
-            },
-        },
-    )
-
-
 async def sign_in_with_passkey(page: Page) -> None:
     """Use the sign-in page's passkey button; the virtual authenticator answers."""
     await page.goto("/login", wait_until="networkidle")
@@ -112,8 +60,44 @@ async def sign_in_with_passkey(page: Page) -> None:
     await page.wait_for_function("() => window.htmx && window.Alpine && window.Corral")
 
 
+async def issue_enrolment_link(settings: Settings, database: URL, base_url: str, email: str) -> str:
+    """A passkey enrolment link for a seeded operator or super-admin, as `corral admin
+    enrolment-link` prints one (the link names the served panel)."""
+    served = settings.model_copy(update={"web": settings.web.model_copy(update={"public_url": base_url})})
+    engine = create_engine(database, served)
+    try:
+        async with transaction(create_session_factory(engine, served)) as session:
+            issued = await passkey_enrolment.issue_for_email(
+                session, Actor.cli("tests"), email, EnrolmentDelivery.CLI
+            )
+    finally:
+        await engine.dispose()
+    return issued.link
+
+
+async def enrol_through_link(page: Page, email: str, link: str, *, password: str = DEFAULT_PASSWORD) -> None:
+    """What a new operator does with the link: sign in with the password, open the link, add the
+    passkey (the virtual authenticator answers), sign out."""
+    await page.goto("/login", wait_until="networkidle")
+    await page.get_by_label("Email").fill(email)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in", exact=True).click()
+    await expect(page).to_have_url(re.compile(r"/dashboard$"))
+    await page.goto(link, wait_until="networkidle")
+    await page.get_by_test_id("passkey-name").fill("Test laptop")
+    await page.get_by_test_id("passkey-add").click()
+    # The passkeys page, with the toast (the address loses its ?done= once the toast is shown).
+    await expect(page).to_have_url(re.compile(r"/account/security/passkeys(\?done=enrolled)?$"))
+    await expect(page.locator("#toasts")).to_contain_text("Passkey added")
+    await page.get_by_role("button", name="Sign out").click()
+    await expect(page).to_have_url(re.compile(r"/login\?signed_out=1$"))
+
+
 async def staff_sign_in(page: Page, settings: Settings, database: URL, base_url: str, email: str) -> None:
-    """Give a seeded staff account a passkey in this page's browser and sign in with it."""
+    """A seeded operator or super-admin gets its first passkey the only way the panel allows (an
+    enrolment link opened in a password session) in this page's browser, then signs in with it."""
     authenticator = await add_authenticator(page)
-    await give_passkey(authenticator, settings, database, base_url, email)
+    link = await issue_enrolment_link(settings, database, base_url, email)
+    await enrol_through_link(page, email, link)
+    assert len(await authenticator.credentials()) == 1
     await sign_in_with_passkey(page)

@@ -66,7 +66,12 @@ class WorkerFleet:
                 disk_gib=2,
             )
             server_id = (await servers.reserve(session, ACTOR, order)).id
-        setup = ServerSetup(template_id=self.template_id, hostname=f"{name}.example.com")
+        # A server is never built without a way to sign in to it (servers.errors.NoWayToSignIn).
+        setup = ServerSetup(
+            template_id=self.template_id,
+            hostname=f"{name}.example.com",
+            ssh_keys=["ssh-ed25519 AAAAC3Nz test"],
+        )
         await run_job(self.factory, lambda session: servers.setup(session, ACTOR, server_id, setup))
         return server_id
 
@@ -164,7 +169,7 @@ async def worker_fleet(fresh_database: Callable[[], URL], settings: Settings) ->
             name="test-node",
             location_id=location.id,
             driver="libvirt",
-            connection_uri=URI,
+            transport="test",  # URI: test:///default
             storage_pool=POOL,
             network="default",
             domain_type="qemu",

@@ -11,6 +11,7 @@ from corral.drivers import (
     Capability,
     DriverAuthError,
     DriverConnection,
+    Endpoint,
     ImageRef,
     InstanceNotFound,
     InstanceSpec,
@@ -18,6 +19,7 @@ from corral.drivers import (
     NetworkInterface,
     PermanentDriverError,
     TransientDriverError,
+    Transport,
     UnknownDriverKind,
     UnsupportedOperation,
     driver_kinds,
@@ -174,17 +176,17 @@ def test_secrets_stay_out_of_repr() -> None:
     spec = _spec(root_password_hash="$6$secret", vnc_password="vncpass")
     assert "secret" not in repr(spec)
     assert "vncpass" not in repr(spec)
-    assert "hunter2" not in repr(DriverConnection(uri="qemu:///system", password="hunter2"))
+    assert "hunter2" not in repr(DriverConnection(endpoint=Endpoint(Transport.LOCAL), password="hunter2"))
 
 
 def test_registry_builds_the_libvirt_driver_and_rejects_unknown_kinds() -> None:
     assert "libvirt" in driver_kinds()
-    driver = get_driver("libvirt", DriverConnection(uri="test:///default"))
+    driver = get_driver("libvirt", DriverConnection(endpoint=Endpoint(Transport.TEST)))
     assert isinstance(driver, LibvirtDriver)
     assert driver.kind == "libvirt"
     assert driver.options.domain_type == "test"
     with pytest.raises(UnknownDriverKind, match="proxmox"):
-        get_driver("proxmox", DriverConnection(uri="https://pve:8006"))
+        get_driver("proxmox", DriverConnection(endpoint=Endpoint(Transport.TLS, host="pve")))
 
 
 def test_register_driver_and_require_capability() -> None:
@@ -193,22 +195,20 @@ def test_register_driver_and_require_capability() -> None:
         capabilities = frozenset({Capability.SNAPSHOTS})
 
     register_driver("fake-for-test", FakeDriver)
-    driver = get_driver("fake-for-test", DriverConnection(uri="test:///default"))
+    driver = get_driver("fake-for-test", DriverConnection(endpoint=Endpoint(Transport.TEST)))
     require(driver, Capability.SNAPSHOTS)
     with pytest.raises(UnsupportedOperation, match="rdns"):
         require(driver, Capability.RDNS)
-    libvirt_driver = get_driver("libvirt", DriverConnection(uri="test:///default"))
+    libvirt_driver = get_driver("libvirt", DriverConnection(endpoint=Endpoint(Transport.TEST)))
     require(libvirt_driver, Capability.VNC_CONSOLE)
     with pytest.raises(UnsupportedOperation):
         require(libvirt_driver, Capability.SNAPSHOTS)
 
 
 def test_options_are_validated() -> None:
-    assert LibvirtOptions.parse({}, uri="qemu:///system").domain_type == "kvm"
-    assert (
-        LibvirtOptions.parse({"domain_type": "qemu"}, uri="qemu+ssh://root@n1/system").domain_type == "qemu"
-    )
+    assert LibvirtOptions.parse({}, transport=Transport.LOCAL).domain_type == "kvm"
+    assert LibvirtOptions.parse({"domain_type": "qemu"}, transport=Transport.SSH).domain_type == "qemu"
     with pytest.raises(PermanentDriverError, match="unknown"):
-        LibvirtOptions.parse({"colour": "red"}, uri="qemu:///system")
+        LibvirtOptions.parse({"colour": "red"}, transport=Transport.LOCAL)
     with pytest.raises(PermanentDriverError, match="disk_mode"):
-        LibvirtOptions.parse({"disk_mode": "thin"}, uri="qemu:///system")
+        LibvirtOptions.parse({"disk_mode": "thin"}, transport=Transport.LOCAL)

@@ -6,7 +6,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from corral.drivers import DirectKernelBoot, ImageRef, InstanceSpec, NetworkInterface
+from corral.drivers import DirectKernelBoot, ImageRef, InstanceSpec, NetworkInterface, Transport
 from corral.drivers.libvirt.connection import LibvirtOptions
 from corral.drivers.libvirt.domain import build_domain
 from corral.drivers.libvirt.xml import (
@@ -46,7 +46,7 @@ def _spec(**overrides: object) -> InstanceSpec:
 def _domain(spec: InstanceSpec | None = None, **options: str) -> ET.Element:
     config = build_domain(
         spec or _spec(),
-        LibvirtOptions.parse(options, uri="qemu:///system"),
+        LibvirtOptions.parse(options, transport=Transport.LOCAL),
         pool="fast",
         network="public",
         instance_id="corral-42-abcd",
@@ -160,7 +160,7 @@ def test_values_are_escaped_not_pasted() -> None:
 def test_domain_round_trip() -> None:
     config = build_domain(
         _spec(image=ImageRef(volume="t", kernel_boot=DirectKernelBoot("/k", "/i", "quiet"))),
-        LibvirtOptions.parse({"cdrom_bus": "scsi", "machine": "q35"}, uri="qemu:///system"),
+        LibvirtOptions.parse({"cdrom_bus": "scsi", "machine": "q35"}, transport=Transport.LOCAL),
         pool="p",
         network="n",
         instance_id="iid",

@@ -132,6 +132,7 @@ def test_the_periodic_registry_holds_the_expected_schedules() -> None:
         ("nodes.health_check_all", ""): "* * * * *",  # every minute, one check per node
         ("servers.reconcile", ""): "* * * * *",  # every minute, one reconcile per node
         ("servers.process_cancellations", ""): "* * * * * */30",  # every 30 seconds
+        ("servers.release_unfinished", ""): "23 * * * *",  # hourly, orders never set up
     }
     assert len(PERIODIC) == len(schedules)
     for periodic in app.periodic_registry.periodic_tasks.values():

@@ -45,6 +45,23 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "password_changed": {"name": "Ada", "changed_at": UNTIL, "reset_link": LINK},
     "email_changed": {"name": "Ada", "new_email": "new@example.com", "changed_at": UNTIL},
     "welcome": {"name": "Ada"},
+    "unfinished_order": {
+        "link": LINK,
+        "name": "Ada",
+        "server_name": "web-1",
+        "ordered_at": UNTIL,
+        "release_at": UNTIL,
+    },
+    "passkey_enrolment": {"link": LINK, "name": "Ada", "role": "operator", "valid_minutes": 60},
+    "second_factor_changed": {
+        "name": "Ada",
+        "change": "passkey_added",
+        "detail": "Work laptop",
+        "changed_at": UNTIL,
+        "ip": "203.0.113.9",
+        "security_link": "https://panel.example.com/account/security",
+        "reset_link": LINK,
+    },
 }
 
 
@@ -64,7 +81,10 @@ def test_every_template_has_its_three_files_and_a_sample() -> None:
     stray = {
         path.name
         for path in folder.iterdir()
-        if path.name not in layout and path.name.split(".")[0] not in TEMPLATES
+        # "_name" files are partials that templates import.
+        if path.name not in layout
+        and not path.name.startswith("_")
+        and path.name.split(".")[0] not in TEMPLATES
     }
     assert stray == set(), "a template file that no TEMPLATES entry declares"
 
@@ -96,6 +116,11 @@ def test_subjects_per_template() -> None:
         "password_changed": "Your Corral password was changed",
         "email_changed": "The email address of your Corral account was changed",
         "welcome": "Welcome to Corral",
+        "unfinished_order": (
+            "Finish setting up web-1 on Corral: its order is released on 6 May 2031 at 05:08 UTC"
+        ),
+        "passkey_enrolment": "Add the passkey for your Corral staff account",
+        "second_factor_changed": "Security notice from Corral: a passkey was added",
     }
 
 
@@ -303,3 +328,23 @@ def test_the_retry_policy_spans_about_half_an_hour_in_six_attempts() -> None:
     assert SEND_RETRY.attempts == 6
     waits = [SEND_RETRY.delay(attempt) for attempt in range(1, SEND_RETRY.attempts)]
     assert waits == [60.0, 120.0, 240.0, 480.0, 960.0]
+
+
+def test_the_second_factor_notice_words_each_change_and_escapes_the_passkey_name() -> None:
+    words = {
+        "passkey_added": "A passkey was added to your Corral account",
+        "passkey_removed": "A passkey was removed from your Corral account",
+        "totp_enabled": "An authenticator app was set up",
+        "totp_disabled": "The authenticator app of your Corral account was turned off",
+        "recovery_codes_regenerated": "New recovery codes were made",
+    }
+    for change, sentence in words.items():
+        rendered = _render("second_factor_changed", change=change)
+        assert sentence in rendered.text
+        assert sentence in rendered.html
+        assert "If it was not you" in rendered.text
+    hostile = _render("second_factor_changed", detail='<img src=x onerror="1">')
+    assert "<img" not in hostile.html
+    assert "&lt;img src=x onerror=&#34;1&#34;&gt;" in hostile.html
+    with pytest.raises(InvalidEmailContext):
+        _render("second_factor_changed", change="passkey_stolen")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import Path, Query
 
 from corral.admin.schemas import (
     MAX_USER_ID,
     AdminUserDetailRead,
     AdminUserPage,
     AdminUserRead,
+    EmailActionRead,
     RoleChange,
     UserBlock,
     UserFilter,
@@ -25,8 +26,9 @@ from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
+from corral.web.openapi import api_router
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = api_router("/api/v1/admin", tag="admin", operation_prefix="admin")
 
 UserId = Annotated[int, Path(ge=1, le=MAX_USER_ID)]
 Reader = Annotated[Principal, require(Permission.USERS_READ)]
@@ -37,6 +39,10 @@ Approver = Annotated[Principal, require(Permission.USERS_READ, Permission.USERS_
 _ERROR = {"description": "`{code, message, request_id}`"}
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _ERROR}
 _CONFLICT: dict[int | str, dict[str, Any]] = {404: _ERROR, 409: _ERROR}
+_RATE_LIMITED: dict[int | str, dict[str, Any]] = {
+    **_CONFLICT,
+    429: {"description": "`{code, message, request_id}`; the `Retry-After` header says when to try again"},
+}
 
 
 @router.get("/users", response_model=AdminUserPage)
@@ -86,3 +92,21 @@ async def approve_user(session: DbSession, principal: Approver, user_id: UserId)
     """Approve an account waiting for approval; its owner is emailed."""
     user = await admin_users.approve(session, principal, user_id)
     return AdminUserRead.model_validate(user)
+
+
+@router.post("/users/{user_id}/verify-email", response_model=EmailActionRead, responses=_CONFLICT)
+async def mark_email_verified(session: DbSession, principal: Approver, user_id: UserId) -> EmailActionRead:
+    """Mark the account's email verified, as if its owner had followed the link (audited). An
+    address already verified is left alone: `outcome` is `already_verified`. Only a super admin
+    can vouch for a staff account's address (403 `protected_user`); blocked accounts are a 409."""
+    done = await admin_users.mark_email_verified(session, principal, user_id)
+    return done.read()
+
+
+@router.post("/users/{user_id}/resend-verification", response_model=EmailActionRead, responses=_RATE_LIMITED)
+async def resend_verification(session: DbSession, principal: Approver, user_id: UserId) -> EmailActionRead:
+    """Email the account a new verification link; earlier links stop working. 409
+    `email_already_verified` when there is nothing to verify; 429 `verification_recently_sent`
+    within a minute of the last link, whoever asked for it."""
+    done = await admin_users.resend_verification(session, principal, user_id)
+    return done.read()

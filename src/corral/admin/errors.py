@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from corral.kit.errors import Conflict, Forbidden, NotFound
+from corral.users.errors import TooManyRequests
 
 
 class UserNotFound(NotFound):
@@ -43,3 +44,18 @@ class LastSuperAdmin(Conflict):
 class NotPendingApproval(Conflict):
     code = "not_pending_approval"
     default_message = "This account is not waiting for approval."
+
+
+class AccountBlocked(Conflict):
+    code = "account_blocked"
+    default_message = "This account is blocked: unblock it first."
+
+
+class EmailAlreadyVerified(Conflict):
+    code = "email_already_verified"
+    default_message = "This email address is already verified; there is nothing to resend."
+
+
+class VerificationRecentlySent(TooManyRequests):
+    code = "verification_recently_sent"
+    default_message = "A verification email went to this address less than a minute ago. Try again shortly."

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from corral.auth.enrolment import EnrolmentStatus
+from corral.kit.text import NORMALISED_NEWLINES, MultiLine, SingleLine
 from corral.models.audit import AuditEvent
 from corral.models.users import User, UserRole, UserStatus
 
@@ -22,12 +24,16 @@ REASON_MAX = 500  # users.blocked_reason is VARCHAR(500)
 # Destructive and privilege-changing actions must say why (seed 000 section 7.4). A few letters
 # at least, so a stray space or "." does not pass for a reason.
 Reason = Annotated[
-    str,
+    MultiLine,
     StringConstraints(strip_whitespace=True, min_length=REASON_MIN, max_length=REASON_MAX),
     Field(description=f"Why, for the audit log ({REASON_MIN}-{REASON_MAX} characters)."),
+    NORMALISED_NEWLINES,
+]
+OptionalReason = Annotated[
+    MultiLine, StringConstraints(strip_whitespace=True, max_length=REASON_MAX), NORMALISED_NEWLINES
 ]
 # What staff can do to an account, as the pages name the actions.
-UserAction = Literal["block", "unblock", "approve", "role"]
+UserAction = Literal["block", "unblock", "approve", "role", "verify_email", "resend_verification"]
 REASON_HINT = f"Give a reason of at least {REASON_MIN} characters; it is kept in the audit log."
 
 
@@ -45,7 +51,7 @@ class UserFilter(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    q: str = Field(default="", max_length=MAX_QUERY, description="Part of the email or name.")
+    q: SingleLine = Field(default="", max_length=MAX_QUERY, description="Part of the email or name.")
     status: UserStatus | None = None
     role: UserRole | None = None
     before: int | None = Field(default=None, ge=1, le=MAX_USER_ID)
@@ -88,7 +94,7 @@ class UserUnblock(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str | None, StringConstraints(strip_whitespace=True, max_length=REASON_MAX)] = None
+    reason: OptionalReason | None = None
 
     @field_validator("reason", mode="before")
     @classmethod
@@ -118,6 +124,38 @@ class AdminUserRead(BaseModel):
     approved_at: datetime | None
     blocked_at: datetime | None
     blocked_reason: str | None
+
+
+# What a staff email action came to, and the sentence that says so (page toasts and API answers).
+EmailOutcome = Literal["email_verified", "already_verified", "verification_sent"]
+EMAIL_OUTCOMES: dict[str, str] = {
+    "email_verified": "Email marked verified. The audit log names you as the one who checked it.",
+    "already_verified": "This email address was already verified; nothing changed.",
+    "verification_sent": "A new verification email is on its way; earlier links no longer work.",
+}
+
+
+@dataclass(frozen=True)
+class EmailAction:
+    """What the service did: the user as it is now, and the outcome."""
+
+    user: User
+    outcome: EmailOutcome
+
+    def read(self) -> EmailActionRead:
+        return EmailActionRead(
+            user=AdminUserRead.model_validate(self.user),
+            outcome=self.outcome,
+            message=EMAIL_OUTCOMES[self.outcome],
+        )
+
+
+class EmailActionRead(BaseModel):
+    user: AdminUserRead
+    outcome: EmailOutcome = Field(
+        description="`already_verified` when marking verified found nothing to do (the call is idempotent)."
+    )
+    message: str
 
 
 class AdminUserDetailRead(AdminUserRead):
@@ -160,6 +198,8 @@ class UserDetail:
     events: Sequence[AuditEvent] | None
     # What the viewer may do to the user now (the buttons to show).
     actions: frozenset[UserAction]
+    # An operator's or super-admin's first-passkey state; None for other roles.
+    enrolment: EnrolmentStatus | None = None
 
     def read(self) -> AdminUserDetailRead:
         base = AdminUserRead.model_validate(self.user).model_dump()

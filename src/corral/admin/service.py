@@ -1,4 +1,5 @@
-"""Staff operations on accounts: list, inspect, block, unblock, change role, approve.
+"""Staff operations on accounts: list, inspect, block, unblock, change role, approve, and mark an
+email verified or send a new verification email.
 
 Routes already refuse callers without the permission; the service checks it again, because it is
 also reached from the JSON API and, later, from the CLI, and because the rules that depend on the
@@ -16,16 +17,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.admin import repository
 from corral.admin.errors import (
+    AccountBlocked,
     AlreadyBlocked,
     CannotBlockSelf,
+    EmailAlreadyVerified,
     LastSuperAdmin,
     NotBlocked,
     NotPendingApproval,
     ProtectedUser,
     RoleUnchanged,
     UserNotFound,
+    VerificationRecentlySent,
 )
 from corral.admin.schemas import (
+    EmailAction,
     RoleChange,
     UserAction,
     UserBlock,
@@ -35,17 +40,24 @@ from corral.admin.schemas import (
     UserUnblock,
 )
 from corral.audit import Target, audit
+from corral.auth.enrolment import IssuedEnrolmentLink, passkey_enrolment
 from corral.auth.errors import MissingPermission
 from corral.auth.principal import Principal
 from corral.auth.service import auth
 from corral.db.session import settings_of
 from corral.kit.clock import utcnow
 from corral.kit.errors import PanelError
+from corral.models.auth import TokenPurpose
+from corral.models.mfa import EnrolmentDelivery
 from corral.models.users import User, UserRole, UserStatus
 from corral.notifications.service import mailer
 from corral.rbac.permissions import Permission
+from corral.users.service import accounts
+from corral.users.tokens import email_tokens
 
 RECENT_EVENTS = 20
+# At most one verification email per account this often, whoever asks for it.
+RESEND_INTERVAL = timedelta(minutes=1)
 # The states a block can be lifted back to; anything else falls back to what the row shows.
 _RESTORABLE = frozenset({UserStatus.PENDING_VERIFICATION, UserStatus.PENDING_APPROVAL, UserStatus.ACTIVE})
 
@@ -97,6 +109,36 @@ def _role_refusal(principal: Principal, user: User) -> PanelError | None:
     return None
 
 
+def _verify_refusal(principal: Principal, user: User) -> PanelError | None:
+    """Marking verified vouches for an address with no proof from its owner. A staff account's
+    address is where its passkey enrolment link goes, so only a super admin vouches for one."""
+    if not (principal.can(Permission.USERS_READ) and principal.can(Permission.USERS_APPROVE)):
+        return MissingPermission()
+    if user.role != UserRole.CUSTOMER and principal.role != UserRole.SUPER_ADMIN:
+        return ProtectedUser("Only a super admin can mark a staff account's email verified.")
+    if user.status == UserStatus.BLOCKED:
+        return AccountBlocked()
+    return None
+
+
+def _verify_button_refusal(principal: Principal, user: User) -> PanelError | None:
+    # The action itself accepts a verified address (nothing to do); the button is not shown for it.
+    refusal = _verify_refusal(principal, user)
+    if refusal is None and user.email_verified_at is not None:
+        return EmailAlreadyVerified()
+    return refusal
+
+
+def _resend_refusal(principal: Principal, user: User) -> PanelError | None:
+    if not (principal.can(Permission.USERS_READ) and principal.can(Permission.USERS_APPROVE)):
+        return MissingPermission()
+    if user.status == UserStatus.BLOCKED:
+        return AccountBlocked()
+    if user.email_verified_at is not None:
+        return EmailAlreadyVerified()
+    return None
+
+
 def _check(refusal: PanelError | None) -> None:
     if refusal is not None:
         raise refusal
@@ -140,7 +182,11 @@ class AdminUserService:
         if principal.can(Permission.AUDIT_READ):
             events = await audit.list(session, target=_target(user), limit=RECENT_EVENTS)
         return UserDetail(
-            user=user, active_sessions=sessions, events=events, actions=self.actions_for(principal, user)
+            user=user,
+            active_sessions=sessions,
+            events=events,
+            actions=self.actions_for(principal, user),
+            enrolment=await passkey_enrolment.status(session, user),
         )
 
     def actions_for(self, principal: Principal, user: User) -> frozenset[UserAction]:
@@ -151,6 +197,8 @@ class AdminUserService:
             "unblock": _unblock_refusal,
             "approve": _approve_refusal,
             "role": _role_refusal,
+            "verify_email": _verify_button_refusal,
+            "resend_verification": _resend_refusal,
         }
         return frozenset(action for action, refusal in refusals.items() if refusal(principal, user) is None)
 
@@ -249,7 +297,20 @@ class AdminUserService:
             payload={"from": previous, "to": data.role.value},
             reason=data.reason,
         )
+        # Promoted to operator or super-admin without a passkey: the first passkey needs a link
+        # to the verified address (seed 003); the page tells the super admin what happened.
+        await passkey_enrolment.after_role_change(session, principal.actor, user)
         return user
+
+    async def issue_enrolment_link(
+        self, session: AsyncSession, principal: Principal, user_id: int, delivery: EnrolmentDelivery
+    ) -> IssuedEnrolmentLink:
+        """A passkey enrolment link for a privileged account without a passkey, emailed to its
+        verified address or returned once for the super admin to hand over (audited either way)."""
+        _need(principal, Permission.USERS_READ, Permission.USERS_ROLES)
+        user = await self._locked(session, user_id)
+        _check(_role_refusal(principal, user))
+        return await passkey_enrolment.issue(session, principal.actor, user, delivery)
 
     async def approve(self, session: AsyncSession, principal: Principal, user_id: int) -> User:
         """Let a verified account that waits for approval in, and tell its owner by email."""
@@ -263,6 +324,49 @@ class AdminUserService:
         await mailer.queue(session, to=user.email, template="welcome", context={"name": user.name})
         await audit.record(session, principal.actor, "user.approve", target=_target(user))
         return user
+
+    async def mark_email_verified(
+        self, session: AsyncSession, principal: Principal, user_id: int
+    ) -> EmailAction:
+        """Staff vouch for the account's address (checked some other way): as if its owner had
+        followed the link. Idempotent: an address already verified is left as it is, unaudited."""
+        _need(principal, Permission.USERS_READ, Permission.USERS_APPROVE)
+        user = await self._locked(session, user_id)
+        _check(_verify_refusal(principal, user))
+        if user.email_verified_at is not None:
+            return EmailAction(user, "already_verified")
+        previous = user.status
+        await accounts.mark_verified(session, user)
+        await audit.record(
+            session,
+            principal.actor,
+            "user.email.mark_verified",
+            target=_target(user),
+            payload={"email": user.email, "from_status": previous, "to_status": user.status},
+        )
+        return EmailAction(user, "email_verified")
+
+    async def resend_verification(
+        self, session: AsyncSession, principal: Principal, user_id: int
+    ) -> EmailAction:
+        """Email the account a new verification link (earlier ones stop working), at most once a
+        minute per account, counting the links its owner asked for too."""
+        _need(principal, Permission.USERS_READ, Permission.USERS_APPROVE)
+        # The row lock makes two clicks at once queue up: the second sees the first one's link.
+        user = await self._locked(session, user_id)
+        _check(_resend_refusal(principal, user))
+        latest = await email_tokens.pending(session, user.id, TokenPurpose.VERIFY_EMAIL)
+        if latest is not None and latest.created_at + RESEND_INTERVAL > utcnow():
+            raise VerificationRecentlySent(latest.created_at + RESEND_INTERVAL)
+        await accounts.send_verification(session, user)
+        await audit.record(
+            session,
+            principal.actor,
+            "user.email.verify_resend",
+            target=_target(user),
+            payload={"email": user.email},
+        )
+        return EmailAction(user, "verification_sent")
 
 
 admin_users = AdminUserService()

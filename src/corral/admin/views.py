@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.admin.schemas import (
+    EMAIL_OUTCOMES,
     MAX_USER_ID,
     REASON_HINT,
     REASON_MAX,
@@ -30,6 +31,8 @@ from corral.admin.schemas import (
 from corral.admin.service import admin_users
 from corral.auth.deps import require
 from corral.auth.principal import Principal
+from corral.kit.errors import ValidationFailed
+from corral.models.mfa import EnrolmentDelivery
 from corral.models.users import UserRole, UserStatus
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
@@ -56,7 +59,19 @@ DONE: dict[str, str] = {
     "blocked": "User blocked and signed out everywhere.",
     "unblocked": "User unblocked.",
     "role": "Role changed. The user's sessions get new ids on their next request.",
+    "role_link_emailed": (
+        "Role changed. The account has no passkey yet, so we emailed it a single-use enrolment link "
+        "(valid for one hour)."
+    ),
+    "role_link_not_sent": (
+        "Role changed, but no passkey enrolment link was emailed: the account's email address is not "
+        "verified (or the account is not active). Issue a link below to hand over."
+    ),
+    "enrolment_emailed": (
+        "Passkey enrolment link emailed. It works once, for one hour; earlier links stop working."
+    ),
     "approved": "Account approved. We emailed the user.",
+    **EMAIL_OUTCOMES,
 }
 FORMS = {
     "block": {"reason": ""},
@@ -98,10 +113,12 @@ def _detail_page(
     toasts: list[Toast] | None = None,
     block: str = "user_detail",
     status_code: int = 200,
+    issued_link: str | None = None,
 ) -> HTMLResponse:
     context = {
         "user": detail.user,
         "detail": detail,
+        "issued_link": issued_link,
         "confirm": confirm,
         "form": form or FORMS.get(confirm or "", {}),
         "error": error,
@@ -226,7 +243,19 @@ async def change_role(
     except ValidationError as error:
         return await _refused_form(request, session, principal, user_id, "role", form, error)
     await admin_users.change_role(session, principal, user_id, data)
-    return await _after_action(request, session, principal, user_id, "role")
+    detail = await admin_users.detail(session, principal, user_id)
+    return await _after_action(request, session, principal, user_id, _role_done(detail))
+
+
+def _role_done(detail: UserDetail) -> str:
+    """The toast after a role change: says whether the promoted account was sent its passkey link."""
+    enrolment = detail.enrolment
+    if enrolment is None or not enrolment.needed:
+        return "role"
+    link = enrolment.live_link
+    if link is not None and link.delivery == EnrolmentDelivery.EMAIL:
+        return "role_link_emailed"
+    return "role_link_not_sent"
 
 
 @router.post("/users/{user_id}/approve")
@@ -243,3 +272,47 @@ async def approve_user(
         context = {"user": user, **_labels()}
         return toast(render(request, ROW_TEMPLATE, context), DONE["approved"])
     return await _after_action(request, session, principal, user_id, "approved")
+
+
+@router.post("/users/{user_id}/verify-email")
+async def mark_email_verified(
+    request: Request, session: DbSession, principal: Approver, user_id: UserId
+) -> Response:
+    """Vouch for the account's address; a no-op (saying so) when it is already verified."""
+    done = await admin_users.mark_email_verified(session, principal, user_id)
+    return await _after_action(request, session, principal, user_id, done.outcome)
+
+
+@router.post("/users/{user_id}/resend-verification")
+async def resend_verification(
+    request: Request, session: DbSession, principal: Approver, user_id: UserId
+) -> Response:
+    done = await admin_users.resend_verification(session, principal, user_id)
+    return await _after_action(request, session, principal, user_id, done.outcome)
+
+
+@router.post("/users/{user_id}/enrolment-link", response_class=HTMLResponse)
+async def issue_enrolment_link(
+    request: Request,
+    session: DbSession,
+    principal: RoleSetter,
+    user_id: UserId,
+    delivery: FormText = "",
+) -> Response:
+    """A passkey enrolment link for a staff account without a passkey: emailed to its verified
+    address, or shown here once for the super admin to hand over (never stored in clear)."""
+    try:
+        chosen = EnrolmentDelivery(delivery)
+    except ValueError:
+        chosen = None
+    if chosen not in (EnrolmentDelivery.EMAIL, EnrolmentDelivery.HANDOVER):
+        raise ValidationFailed("Choose whether to email the link or show it to hand over.")
+    issued = await admin_users.issue_enrolment_link(session, principal, user_id, chosen)
+    if chosen == EnrolmentDelivery.EMAIL:
+        return await _after_action(request, session, principal, user_id, "enrolment_emailed")
+    detail = await admin_users.detail(session, principal, user_id)
+    message = "Enrolment link issued: hand it over now, it is shown only once. Earlier links stop working."
+    # The page carries a live link: no cache, proxy or back button may keep a copy.
+    response = _detail_page(request, detail, issued_link=issued.link, toasts=[Toast(message)])
+    response.headers["Cache-Control"] = "no-store"
+    return toast(response, message) if wants_fragment(request) else response

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Response, status
-from fastapi.security import HTTPBearer
+from fastapi import Path, Response, status
 
 from corral.auth.deps import require
 from corral.auth.principal import Principal
@@ -25,61 +24,13 @@ from corral.auth.service import auth
 from corral.auth.tokens import account_security, api_tokens
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
-
-# Documentation only: it puts the Bearer scheme into the OpenAPI document. With auto_error off it
-# never refuses anything; authentication is decided by require() like everywhere else.
-bearer_scheme = HTTPBearer(
-    auto_error=False,
-    scheme_name="bearerAuth",
-    bearerFormat="crl_…",
-    description=(
-        "A personal access token made under Account → Security (or POST /api/v1/account/tokens), "
-        "sent as `Authorization: Bearer crl_…`. It acts with its scopes, limited to what its "
-        "owner's role allows at the time of the request."
-    ),
-)
+from corral.web.openapi import api_router as api_router  # where the domains' API modules import it
 
 _ERROR: dict[str, Any] = {"model": ErrorRead}
-# What every bearer-authenticated router of the JSON API answers besides its own responses.
-AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {**_ERROR, "description": "No valid session or token."},
-    403: {**_ERROR, "description": "The account or token lacks the permission."},
-}
-
-
-def api_router(
-    prefix: str,
-    *,
-    tag: str,
-    operation_prefix: str,
-    responses: dict[int | str, dict[str, Any]] | None = None,
-) -> APIRouter:
-    """A JSON API router: documented bearer auth, the 401/403 answers, and stable operation ids
-    for generated clients (``<operation_prefix>_<function name>``)."""
-    return APIRouter(
-        prefix=prefix,
-        tags=[tag],
-        generate_unique_id_function=lambda route: f"{operation_prefix}_{route.name}",
-        dependencies=[Depends(bearer_scheme)],
-        responses={**AUTH_RESPONSES, **(responses or {})},
-    )
 
 
 _BAD_ID: dict[str, Any] = {**_ERROR, "description": "The id is not a positive 64-bit integer."}
-router = APIRouter(
-    prefix="/api/v1/account",
-    tags=["account"],
-    # Stable, readable operation ids for generated clients: account_list_tokens, …
-    generate_unique_id_function=lambda route: f"account_{route.name}",
-    dependencies=[Depends(bearer_scheme)],
-    responses={
-        401: {
-            **_ERROR,
-            "description": "No valid session or token; the token is unknown, expired or revoked.",
-        },
-        403: {**_ERROR, "description": "The account or token lacks the permission."},
-    },
-)
+router = api_router("/api/v1/account", tag="account", operation_prefix="account")
 
 SessionsManager = Annotated[Principal, require(Permission.SESSIONS_MANAGE)]
 TokensManager = Annotated[Principal, require(Permission.TOKENS_MANAGE)]
@@ -134,7 +85,8 @@ async def create_token(
     session: DbSession, principal: TokenCreator, body: ApiTokenCreate, response: Response
 ) -> ApiTokenCreated:
     """Make a personal access token. The secret is in this response only: store it now.
-    Scopes must be permissions you hold; a token may create tokens, but never broader than itself."""
+    Needs a signed-in browser session with a recent step-up: an API token cannot create tokens,
+    whatever its scopes (403 `step_up_needs_browser`). Scopes must be permissions you hold."""
     created = await api_tokens.create(session, principal, body)
     # The answer carries a live secret: no cache, proxy or back button may keep a copy.
     response.headers["Cache-Control"] = "no-store"

@@ -20,10 +20,18 @@ from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.auth.cookies import cookie_names, set_cookie
-from corral.auth.errors import CsrfRejected, ElevationWithheld, MissingPermission, NotAuthenticated
+from corral.auth.errors import (
+    CsrfRejected,
+    ElevationWithheld,
+    InvalidBearerToken,
+    MissingPermission,
+    NotAuthenticated,
+    SecondFactorRequired,
+)
 from corral.auth.principal import Principal
 from corral.auth.secrets import keyed_digest, new_secret, same
 from corral.auth.service import auth
@@ -37,6 +45,21 @@ CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
 ACCESS_ATTRIBUTE = "__corral_access__"
 _RESOLVED = "corral_principal_resolved"
+
+# Documentation only: every route behind require() thereby carries the Bearer security requirement
+# in the OpenAPI document (and web.openapi declares its 401 and 403), whichever router it is on.
+# With auto_error off it never refuses anything; resolve_principal() decides.
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    bearerFormat="crl_…",
+    description=(
+        "A personal access token made under Account → Security (or POST /api/v1/account/tokens), "
+        "sent as `Authorization: Bearer crl_…`. It acts with its scopes, limited to what its "
+        "owner's role allows at the time of the request."
+    ),
+)
+_BearerDoc = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 
 
 @dataclass
@@ -80,7 +103,7 @@ async def resolve_principal(request: Request, session: AsyncSession) -> Principa
         principal = await auth.authenticate_token(session, bearer)
         if principal is None:
             # A bad token is an error in itself, never a silent fall-back to anonymous.
-            raise NotAuthenticated("The API token is invalid, expired or revoked.")
+            raise InvalidBearerToken()
     else:
         secret = request.cookies.get(names.session)
         found = await auth.authenticate_session(session, secret) if secret else None
@@ -156,7 +179,7 @@ def require(*permissions: Permission, step_up: bool = False) -> Any:
     """
     staff = any(permission in STAFF_PERMISSIONS for permission in permissions)
 
-    async def dependency(request: Request, session: DbSession) -> Principal:
+    async def dependency(request: Request, session: DbSession, _documented: _BearerDoc) -> Principal:
         principal = await resolve_principal(request, session)
         if principal is None:
             raise NotAuthenticated()
@@ -164,6 +187,8 @@ def require(*permissions: Permission, step_up: bool = False) -> Any:
         if not all(principal.can(permission) for permission in permissions):
             if principal.elevation_withheld:
                 raise ElevationWithheld()
+            if principal.must_enrol_second_factor:
+                raise SecondFactorRequired()
             raise MissingPermission()
         if step_up or (staff and request.method not in SAFE_METHODS):
             await step_up_service.ensure(session, principal, staff_action=staff)
@@ -182,3 +207,14 @@ async def _public(request: Request, session: DbSession) -> Principal | None:
 _mark(_public, ("public",))
 PUBLIC: Any = Depends(_public)
 OptionalPrincipal = Annotated[Principal | None, PUBLIC]
+
+
+async def _machine() -> None:
+    """Nothing to check, and nothing looked at: no cookie, no token, no database."""
+
+
+# Probes for load balancers and Prometheus (/health, /ready, /metrics): public, and blind to any
+# Authorization header or cookie, so a stale token in a monitor's config can never turn a health
+# check into a 401 or a redirect.
+_mark(_machine, ("public", "machine"))
+MACHINE: Any = Depends(_machine)

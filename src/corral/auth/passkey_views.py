@@ -20,16 +20,17 @@ from corral.auth.deps import PUBLIC, require
 from corral.auth.passkey_errors import PasskeyRejected
 from corral.auth.passkeys import MAX_NAME, passkeys
 from corral.auth.principal import Principal
-from corral.auth.schemas import safe_next
 from corral.auth.security_views import ago, stamp
 from corral.auth.service import auth
 from corral.auth.views import MESSAGES, start_cookie_session
 from corral.kit.clock import utcnow
 from corral.kit.context import current_request
 from corral.kit.errors import PanelError
-from corral.rbac.permissions import Permission
+from corral.kit.text import SingleLine
+from corral.rbac.permissions import PASSKEY_ONLY_ROLES, Permission
 from corral.web.deps import AppSettings, DbSession
 from corral.web.forms import Done, done_toasts
+from corral.web.redirects import safe_redirect
 from corral.web.rendering import redirect, render
 
 router = APIRouter(include_in_schema=False)
@@ -43,6 +44,10 @@ DONE: dict[str, str] = {
     "added": "Passkey added. You can now sign in with it.",
     "renamed": "Passkey renamed.",
     "removed": "Passkey removed.",
+    "enrolled": (
+        "Passkey added. Staff tools need a session signed in with it: sign out, then sign in with "
+        "your passkey."
+    ),
 }
 
 
@@ -62,13 +67,19 @@ async def passkeys_page(
         "ago": lambda moment: ago(moment, now),
         "max_name": MAX_NAME,
         "toasts": done_toasts(done, DONE),
+        # An operator's or super-admin's first passkey comes only through an enrolment link.
+        "needs_enrolment_link": principal.role in PASSKEY_ONLY_ROLES and not keys,
     }
     return render(request, PAGE, context)
 
 
 @router.post(f"{HERE}/options")
 async def registration_options(session: DbSession, principal: Changer) -> JSONResponse:
-    return JSONResponse(await passkeys.registration_options(session, principal))
+    try:
+        options = await passkeys.registration_options(session, principal)
+    except PanelError as error:
+        return _error(error)  # answered, so the refusal's audit record is committed
+    return JSONResponse(options)
 
 
 @router.post(HERE)
@@ -76,7 +87,7 @@ async def register(
     session: DbSession,
     principal: Changer,
     credential: Annotated[dict[str, Any], Body()],
-    name: Annotated[str, Body(max_length=MAX_NAME)] = "",
+    name: Annotated[SingleLine, Body(max_length=MAX_NAME)] = "",
 ) -> JSONResponse:
     try:
         key = await passkeys.finish_registration(session, principal, credential, name=name)
@@ -91,7 +102,7 @@ async def rename(
     session: DbSession,
     principal: Changer,
     passkey_id: PasskeyId,
-    name: Annotated[str, Form(min_length=1, max_length=MAX_NAME)],
+    name: Annotated[SingleLine, Form(min_length=1, max_length=MAX_NAME)],
 ) -> Response:
     await passkeys.rename(session, principal, passkey_id, name)
     return redirect(request, f"{HERE}?done=renamed")
@@ -129,4 +140,4 @@ async def sign_in(
         message = MESSAGES.get(outcome.status, "This account cannot sign in right now.")
         return JSONResponse({"code": f"sign_in_{outcome.status}", "message": message}, status_code=403)
     start_cookie_session(request, settings, outcome.session_secret)
-    return JSONResponse({"redirect": safe_next(next)})
+    return JSONResponse({"redirect": safe_redirect(next)})

@@ -10,6 +10,10 @@ request, so a proxy or a forged Host header cannot make the panel accept another
 Challenges are stored only as sha256 hashes, live five minutes and are consumed by the first
 response that names them, whether it verifies or not.
 
+An operator's or super-admin's *first* passkey is refused unless it comes with a live enrolment
+link of theirs (``auth.enrolment``): a password, even stepped up, must never become staff access.
+Every added or removed passkey emails the account's owner (``auth.factor_notices``).
+
 A failed ``finish_authentication`` records a failure audit event and consumes the challenge before
 raising; the caller must commit that work (catch ``PasskeyRejected``, commit, re-raise) or an
 attacker's failures leave no trace.
@@ -49,10 +53,13 @@ from webauthn.helpers.structs import (
 )
 
 from corral.audit import Target, audit
+from corral.auth import repository
+from corral.auth.factor_notices import FactorChange, notify_factor_change
 from corral.auth.passkey_errors import (
     PasskeyAlreadyRegistered,
     PasskeyChallengeInvalid,
     PasskeyCloneSuspected,
+    PasskeyEnrolmentLinkRequired,
     PasskeyNotFound,
     PasskeyRejected,
 )
@@ -61,8 +68,9 @@ from corral.config import Settings
 from corral.db.session import settings_of
 from corral.kit.actors import Actor
 from corral.kit.clock import utcnow
-from corral.models.mfa import Passkey, WebAuthnChallenge
+from corral.models.mfa import Passkey, PasskeyEnrolmentLink, WebAuthnChallenge
 from corral.models.users import User
+from corral.rbac.permissions import PASSKEY_ONLY_ROLES
 
 CHALLENGE_TTL = timedelta(minutes=5)
 # The browser's own timeout; shorter than the stored challenge's life so the prompt ends first.
@@ -123,6 +131,15 @@ def _transports(response_json: dict[str, Any]) -> list[str]:
     return [t for t in raw if isinstance(t, str) and t in _KNOWN_TRANSPORTS]
 
 
+def _live_for(link: PasskeyEnrolmentLink, user_id: int) -> bool:
+    return (
+        link.user_id == user_id
+        and link.used_at is None
+        and link.revoked_at is None
+        and link.expires_at > utcnow()
+    )
+
+
 class PasskeyService:
     # -- challenges ---------------------------------------------------------------------------
 
@@ -167,7 +184,43 @@ class PasskeyService:
 
     # -- registration -------------------------------------------------------------------------
 
-    async def registration_options(self, session: AsyncSession, principal: Principal) -> dict[str, Any]:
+    async def _may_register(
+        self, session: AsyncSession, principal: Principal, enrolment_link: PasskeyEnrolmentLink | None
+    ) -> None:
+        """Refuse an operator's or super-admin's *first* passkey unless it comes with a live
+        enrolment link of theirs (seed 003: a password, even with a password step-up, must never
+        turn into staff access). Later passkeys need a passkey step-up, checked by the route.
+
+        The refusal is audited and flushed before raising; callers return it as an answer so the
+        request commits the record.
+        """
+        if principal.role not in PASSKEY_ONLY_ROLES:
+            return
+        if enrolment_link is not None and _live_for(enrolment_link, principal.user_id):
+            return
+        if await repository.passkey_count(session, principal.user_id) > 0:
+            return
+        await audit.record(
+            session,
+            principal.actor,
+            "auth.passkey.register",
+            target=Target(type="user", id=principal.user_id),
+            payload={"user_id": principal.user_id},
+            result="failure",
+            reason="enrolment_link_required",
+        )
+        raise PasskeyEnrolmentLinkRequired()
+
+    async def registration_options(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        *,
+        enrolment_link: PasskeyEnrolmentLink | None = None,
+    ) -> dict[str, Any]:
+        """Options for navigator.credentials.create. An operator's or super-admin's first passkey
+        needs ``enrolment_link`` (a live link of theirs, see auth.enrolment)."""
+        await self._may_register(session, principal, enrolment_link)
         settings = settings_of(session)
         rp_id, _ = relying_party(settings)
         existing = await self._credentials_of(session, principal.user_id)
@@ -198,8 +251,19 @@ class PasskeyService:
         return dict(options_to_json_dict(options))
 
     async def finish_registration(
-        self, session: AsyncSession, principal: Principal, response_json: dict[str, Any], name: str
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        response_json: dict[str, Any],
+        name: str,
+        *,
+        enrolment_link: PasskeyEnrolmentLink | None = None,
     ) -> Passkey:
+        """Verify the browser's new credential and store it; the owner is emailed about it.
+
+        The enrolment link (if any) is the caller's to spend, in the same transaction.
+        """
+        await self._may_register(session, principal, enrolment_link)
         settings = settings_of(session)
         rp_id, origin = relying_party(settings)
         name = name.strip()[:MAX_NAME] or "Passkey"
@@ -243,8 +307,14 @@ class PasskeyService:
             principal.actor,
             "auth.passkey.register",
             target=Target(type="passkey", id=key.id),
-            payload={"name": key.name, "aaguid": key.aaguid, "user_id": principal.user_id},
+            payload={
+                "name": key.name,
+                "aaguid": key.aaguid,
+                "user_id": principal.user_id,
+                "enrolment_link": enrolment_link.id if enrolment_link is not None else None,
+            },
         )
+        await notify_factor_change(session, principal.user, FactorChange.PASSKEY_ADDED, detail=key.name)
         return key
 
     # -- authentication -----------------------------------------------------------------------
@@ -420,8 +490,10 @@ class PasskeyService:
             target=Target(type="passkey", id=key.id),
             payload={"name": key.name},
         )
+        name = key.name
         await session.delete(key)
         await session.flush()
+        await notify_factor_change(session, principal.user, FactorChange.PASSKEY_REMOVED, detail=name)
 
 
 passkeys = PasskeyService()

@@ -14,7 +14,7 @@ from sqlalchemy import and_, delete, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.models.auth import ApiToken, AuthLockout, SignInAttempt, UserSession, UserToken
-from corral.models.mfa import Passkey, TotpFactor, WebAuthnChallenge
+from corral.models.mfa import Passkey, PasskeyEnrolmentLink, TotpFactor, WebAuthnChallenge
 from corral.models.users import User
 
 
@@ -205,5 +205,53 @@ async def live_second_factor_challenge(
             WebAuthnChallenge.attempts < max_attempts,
         )
         .with_for_update()
+    )
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def enrolment_link(
+    session: AsyncSession, token_hash: str, *, lock: bool
+) -> PasskeyEnrolmentLink | None:
+    """The enrolment link with this hash, whatever its state; ``lock`` holds its row until commit,
+    so two requests presenting the same link are served one after the other."""
+    statement = select(PasskeyEnrolmentLink).where(PasskeyEnrolmentLink.token_hash == token_hash)
+    if lock:
+        statement = statement.with_for_update()
+    return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def revoke_enrolment_links(session: AsyncSession, user_id: int, now: datetime) -> int:
+    """Retire every unused link of the user (a newer one was issued, or a passkey now exists)."""
+    result = await session.execute(
+        update(PasskeyEnrolmentLink)
+        .where(
+            PasskeyEnrolmentLink.user_id == user_id,
+            PasskeyEnrolmentLink.used_at.is_(None),
+            PasskeyEnrolmentLink.revoked_at.is_(None),
+        )
+        .values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def passkey_count(session: AsyncSession, user_id: int) -> int:
+    statement = select(func.count()).select_from(Passkey).where(Passkey.user_id == user_id)
+    return int((await session.execute(statement)).scalar_one())
+
+
+async def live_enrolment_link(
+    session: AsyncSession, user_id: int, now: datetime
+) -> PasskeyEnrolmentLink | None:
+    """The user's newest enrolment link that still works, if any."""
+    statement = (
+        select(PasskeyEnrolmentLink)
+        .where(
+            PasskeyEnrolmentLink.user_id == user_id,
+            PasskeyEnrolmentLink.used_at.is_(None),
+            PasskeyEnrolmentLink.revoked_at.is_(None),
+            PasskeyEnrolmentLink.expires_at > now,
+        )
+        .order_by(PasskeyEnrolmentLink.created_at.desc(), PasskeyEnrolmentLink.id.desc())
+        .limit(1)
     )
     return (await session.execute(statement)).scalar_one_or_none()

@@ -1,24 +1,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, computed_field, field_validator
 
+from corral.kit.text import SingleLine
 from corral.rbac.permissions import Permission
 
-
-def safe_next(target: str | None, default: str = "/dashboard") -> str:
-    """Where to go after signing in: only a path on this site, never another host.
-
-    ``//evil.example`` and ``/\\evil.example`` are paths to a browser's eye but another host in
-    practice, so anything but a plain absolute path falls back to the default.
-    """
-    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
-        return default
-    if any(character in target for character in ("\r", "\n", "\\")):
-        return default
-    return target
+# The error body belongs to the web layer, which renders it; re-exported for the API modules.
+from corral.web.openapi import ErrorRead as ErrorRead
+from corral.web.openapi import FieldErrorRead as FieldErrorRead
 
 
 class SessionRead(BaseModel):
@@ -39,23 +31,6 @@ class SessionRead(BaseModel):
 API_TOKEN_NAME_MAX = 100
 API_TOKEN_MAX_DAYS = 365
 API_TOKEN_DEFAULT_DAYS = 30
-
-
-class FieldErrorRead(BaseModel):
-    field: str
-    message: str
-    type: str
-    location: str | None = None
-
-
-class ErrorRead(BaseModel):
-    """The body of every error under /api (rendered by corral.web.errors)."""
-
-    code: str = Field(description="Stable machine-readable code, e.g. `api_token_not_found`.")
-    message: str = Field(description="A sentence for a person.")
-    request_id: str | None = Field(default=None, description="Quote it to support; it is in the logs.")
-    errors: list[FieldErrorRead] | None = Field(default=None, description="Per-field problems (422 only).")
-    details: dict[str, Any] | None = None
 
 
 # Ordered most specific first: Edge and Opera also say "Chrome", Chrome also says "Safari".
@@ -121,10 +96,7 @@ class SessionsRevoked(BaseModel):
 
 
 TokenName = Annotated[
-    str,
-    StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=API_TOKEN_NAME_MAX, pattern=r"^[^\x00-\x1f\x7f]+$"
-    ),
+    SingleLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=API_TOKEN_NAME_MAX)
 ]
 
 

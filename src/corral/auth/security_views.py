@@ -48,7 +48,9 @@ SCOPE_DESCRIPTIONS: dict[Permission, str] = {
     Permission.ACCOUNT_READ: "See your profile",
     Permission.ACCOUNT_UPDATE: "Change your profile",
     Permission.SESSIONS_MANAGE: "List and end your sign-in sessions",
-    Permission.TOKENS_MANAGE: "List, create and revoke API tokens",
+    # A token holding it can list and revoke tokens; making one needs a browser session with a
+    # fresh step-up (require(..., step_up=True)), which no token has.
+    Permission.TOKENS_MANAGE: "List and revoke your API tokens (new ones are made only when signed in)",
     Permission.USERS_READ: "See customer and staff accounts",
     Permission.USERS_BLOCK: "Block and unblock accounts",
     Permission.USERS_APPROVE: "Approve new accounts",
@@ -86,19 +88,34 @@ def stamp(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if moment is not None else ""
 
 
+# (unit, its length in seconds, the count at which the next unit takes over)
+_UNITS: tuple[tuple[str, int, int | None], ...] = (
+    ("minute", 60, 60),
+    ("hour", 3600, 24),
+    ("day", 86400, None),
+)
+
+
 def ago(moment: datetime | None, now: datetime) -> str:
-    """ "just now", "5 minutes ago", "3 days ago"; the page shows the exact time alongside."""
+    """ "just now", "5 minutes ago", "in 30 days"; the page shows the exact time alongside.
+
+    Counts are rounded to the nearest unit, not cut down: a token made a few seconds ago to last
+    30 days has 29.9999 days left, which is "in 30 days", not "in 29 days". A count that rounds up
+    to the next unit is said in that unit ("1 hour", never "60 minutes").
+    """
     if moment is None:
         return "Never"
-    seconds = int((now - moment).total_seconds())
+    seconds = (now - moment).total_seconds()
     future = seconds < 0
     seconds = abs(seconds)
-    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if seconds >= size:
-            count = seconds // size
+    for unit, size, next_at in _UNITS:
+        count = int(seconds / size + 0.5)  # half up (round() would make 2.5 days "2 days")
+        if count == 0:
+            return "in under a minute" if future else "just now"
+        if next_at is None or count < next_at:
             words = f"{count} {unit}{'s' if count != 1 else ''}"
             return f"in {words}" if future else f"{words} ago"
-    return "in under a minute" if future else "just now"
+    raise AssertionError("unreachable: the last unit has no limit")
 
 
 async def _page(

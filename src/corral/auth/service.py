@@ -357,13 +357,20 @@ class AuthService:
             return Principal.of(
                 user, permissions_for(UserRole.CUSTOMER), session=user_session, elevation_withheld=True
             )
-        if user.role == UserRole.CUSTOMER and user_session.auth_method == AuthMethod.PASSWORD.value:
-            required = (await panel_settings.current(session)).require_customer_2fa
-            if required and not (await factors_of(session, user.id)).any:
-                return Principal.of(
-                    user, ENROLMENT_PERMISSIONS, session=user_session, must_enrol_second_factor=True
-                )
+        # A passkey sign-in is itself a second factor; a password one must show the account has one.
+        if user_session.auth_method == AuthMethod.PASSWORD.value and await self._must_enrol(session, user):
+            return Principal.of(
+                user, ENROLMENT_PERMISSIONS, session=user_session, must_enrol_second_factor=True
+            )
         return Principal.of(user, permissions_for(user.role), session=user_session)
+
+    @staticmethod
+    async def _must_enrol(session: AsyncSession, user: User) -> bool:
+        """The panel requires customers to have a second factor and this customer has none yet."""
+        if user.role != UserRole.CUSTOMER:
+            return False
+        required = (await panel_settings.current(session)).require_customer_2fa
+        return required and not (await factors_of(session, user.id)).any
 
     async def authenticate_token(self, session: AsyncSession, secret: str) -> Principal | None:
         found = await repository.api_token_with_user(session, secret_hash(secret))
@@ -375,8 +382,14 @@ class AuthService:
             return None
         if token.last_used_at is None or now - token.last_used_at >= LAST_SEEN_RESOLUTION:
             token.last_used_at = now
-        # A token can never do more than its owner's role allows today.
+        # A token can never do more than its owner's role allows today, nor more than a password
+        # session of its owner could: while the panel requires a second factor the account lacks,
+        # that is the account and security pages only (the same gate as _session_principal).
         permissions = permissions_for(user.role) & parse_scopes(token.scopes)
+        if await self._must_enrol(session, user):
+            return Principal.of(
+                user, permissions & ENROLMENT_PERMISSIONS, token=token, must_enrol_second_factor=True
+            )
         return Principal.of(user, permissions, token=token)
 
     async def sign_out(self, session: AsyncSession, principal: Principal) -> None:

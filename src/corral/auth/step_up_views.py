@@ -19,10 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from corral.auth.deps import require
 from corral.auth.passkey_errors import PasskeyRejected
 from corral.auth.principal import Principal
-from corral.auth.schemas import safe_next
 from corral.auth.step_up import StepUpMethod, accepted_methods, factors_of, step_up
 from corral.kit.context import current_request
+from corral.kit.text import SingleLine
 from corral.web.deps import DbSession
+from corral.web.redirects import safe_redirect
 from corral.web.rendering import is_htmx, render
 
 router = APIRouter(prefix="/step-up", include_in_schema=False)
@@ -78,7 +79,7 @@ def _done(request: Request, next_url: str) -> Response:
 async def step_up_page(
     request: Request, session: DbSession, principal: SignedIn, next: str = "/dashboard", staff: bool = False
 ) -> HTMLResponse:
-    context = await prompt_context(session, principal, staff=staff, next_url=safe_next(next))
+    context = await prompt_context(session, principal, staff=staff, next_url=safe_redirect(next))
     return render(request, PAGE, {**context, "inline": False})
 
 
@@ -136,7 +137,7 @@ async def code_step_up(
     request: Request,
     session: DbSession,
     principal: SignedIn,
-    code: Annotated[str, Form(max_length=64)],
+    code: Annotated[SingleLine, Form(max_length=64)],
     next: NextForm = "/dashboard",
     staff: StaffForm = False,
 ) -> Response:
@@ -147,7 +148,7 @@ async def code_step_up(
         step_up.with_code,
         code,
         wrong=WRONG[StepUpMethod.TOTP],
-        next_url=safe_next(next),
+        next_url=safe_redirect(next),
         staff=staff,
     )
 
@@ -168,6 +169,6 @@ async def password_step_up(
         step_up.with_password,
         password,
         wrong=WRONG[StepUpMethod.PASSWORD],
-        next_url=safe_next(next),
+        next_url=safe_redirect(next),
         staff=staff,
     )

@@ -67,7 +67,8 @@ class ApiTokenService:
         return [permission for permission in Permission if principal.can(permission)]
 
     async def create(self, session: AsyncSession, principal: Principal, data: ApiTokenCreate) -> NewApiToken:
-        # principal.permissions, not the role's: a token may make tokens, but never broader ones.
+        # principal.permissions, not the role's: what this principal may do now is the ceiling.
+        # (Only a browser session gets here: creation needs a step-up, which a token cannot do.)
         missing = sorted(set(data.scopes) - principal.permissions)
         if missing:
             listed = ", ".join(missing)

@@ -26,6 +26,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.audit import Target, audit
+from corral.auth.factor_notices import FactorChange, notify_factor_change
 from corral.auth.principal import Principal
 from corral.db.session import settings_of
 from corral.kit.actors import Actor
@@ -199,6 +200,7 @@ class TotpService:
         await audit.record(
             session, principal.actor, "auth.totp.enrol", target=Target(type="user", id=principal.user_id)
         )
+        await notify_factor_change(session, principal.user, FactorChange.TOTP_ENABLED)
         return codes
 
     async def verify(
@@ -268,6 +270,7 @@ class TotpService:
             "auth.recovery_code.regenerate",
             target=Target(type="user", id=principal.user_id),
         )
+        await notify_factor_change(session, principal.user, FactorChange.RECOVERY_CODES_REGENERATED)
         return codes
 
     async def disable(self, session: AsyncSession, principal: Principal) -> None:
@@ -287,6 +290,7 @@ class TotpService:
                 "auth.totp.disable",
                 target=Target(type="user", id=principal.user_id),
             )
+            await notify_factor_change(session, principal.user, FactorChange.TOTP_DISABLED)
 
     async def status(self, session: AsyncSession, user_id: int) -> TotpStatus:
         factor = await self._factor(session, user_id)

@@ -19,6 +19,7 @@ from markupsafe import Markup
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.totp import Enrolment, TotpCodeRejected, totp
+from corral.kit.text import SingleLine
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
 from corral.web.rendering import Toast, render
@@ -92,7 +93,7 @@ async def totp_confirm(
     request: Request,
     session: DbSession,
     principal: AccountUpdater,
-    code: Annotated[str, Form(max_length=20)] = "",
+    code: Annotated[SingleLine, Form(max_length=20)] = "",
 ) -> HTMLResponse:
     try:
         codes = await totp.confirm(session, principal, code)

@@ -11,12 +11,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from corral.auth.cookies import cookie_names, delete_cookie, set_cookie
 from corral.auth.deps import PUBLIC, OptionalPrincipal, require
 from corral.auth.principal import Principal
-from corral.auth.schemas import safe_next
 from corral.auth.service import SECOND_FACTOR_TTL, SignInOutcome, auth
 from corral.config import Settings
 from corral.kit.clock import utcnow
 from corral.kit.context import current_request
+from corral.kit.text import SingleLine
 from corral.web.deps import AppSettings, DbSession
+from corral.web.redirects import safe_redirect
 from corral.web.rendering import render
 
 router = APIRouter(include_in_schema=False)
@@ -43,8 +44,8 @@ def _client_ip(request: Request) -> str | None:
 @router.get("/login", response_class=HTMLResponse, dependencies=[PUBLIC])
 async def login_page(request: Request, principal: OptionalPrincipal, next: str | None = None) -> Response:
     if principal is not None:
-        return RedirectResponse(safe_next(next), status_code=303)
-    return render(request, "auth/login.html", {"next": safe_next(next), "email": ""})
+        return RedirectResponse(safe_redirect(next), status_code=303)
+    return render(request, "auth/login.html", {"next": safe_redirect(next), "email": ""})
 
 
 def _refusal_page(request: Request, outcome: SignInOutcome, email: str, next_url: str) -> HTMLResponse:
@@ -69,11 +70,11 @@ async def login(
     request: Request,
     session: DbSession,
     settings: AppSettings,
-    email: Annotated[str, Form(max_length=320)],
+    email: Annotated[SingleLine, Form(max_length=320)],
     password: Annotated[str, Form(max_length=1024)],
     next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    next_url = safe_next(next)
+    next_url = safe_redirect(next)
     outcome = await auth.sign_in(
         session,
         email=email,
@@ -99,8 +100,8 @@ async def verify_page(
 ) -> Response:
     secret = request.cookies.get(cookie_names(settings).second_factor)
     if not secret or not await auth.pending_second_factor(session, secret):
-        return RedirectResponse(f"/login?{urlencode({'next': safe_next(next)})}", status_code=303)
-    return render(request, VERIFY_TEMPLATE, {"next": safe_next(next)})
+        return RedirectResponse(f"/login?{urlencode({'next': safe_redirect(next)})}", status_code=303)
+    return render(request, VERIFY_TEMPLATE, {"next": safe_redirect(next)})
 
 
 @router.post("/login/verify", response_class=HTMLResponse, dependencies=[PUBLIC])
@@ -108,10 +109,10 @@ async def verify(
     request: Request,
     session: DbSession,
     settings: AppSettings,
-    code: Annotated[str, Form(max_length=64)],
+    code: Annotated[SingleLine, Form(max_length=64)],
     next: Annotated[str, Form(max_length=2000)] = "",
 ) -> Response:
-    next_url = safe_next(next)
+    next_url = safe_redirect(next)
     names = cookie_names(settings)
     outcome = await auth.finish_second_factor(
         session,

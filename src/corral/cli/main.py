@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 import uvicorn
 from sqlalchemy.engine import URL
+from starlette.types import ASGIApp
 
 from corral import __version__
 from corral.cli.admin import admin_app
@@ -22,6 +23,7 @@ from corral.db import migrate
 from corral.db.session import create_engine, create_session_factory, transaction
 from corral.db.url import redacted, resolve_database_url
 from corral.demo.fleet import seed_demo_fleet
+from corral.demo.outbox import OUTBOX_PATH, DemoOutbox, catch_demo_mail
 from corral.demo.secrets import with_demo_secrets
 from corral.demo.service import DemoCredential, demo
 from corral.kit.logging import configure_logging
@@ -86,7 +88,7 @@ def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 
 
-def run_server(settings: Settings) -> None:
+def run_server(settings: Settings, *, demo_outbox: DemoOutbox | None = None) -> None:
     from corral.app import create_app  # deferred: importing the app pulls in the whole web stack
 
     # uvicorn shuts down gracefully on SIGTERM and then re-raises the signal with the handler it
@@ -94,15 +96,22 @@ def run_server(settings: Settings) -> None:
     # where the embedded PostgreSQL is stopped; this handler turns it into a normal exit.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
 
-    config = uvicorn.Config(
-        create_app(settings),
+    uvicorn.Server(server_config(create_app(settings, demo_outbox=demo_outbox), settings)).run()
+
+
+def server_config(app: ASGIApp, settings: Settings) -> uvicorn.Config:
+    """How uvicorn serves the panel (tests serve it the same way)."""
+    return uvicorn.Config(
+        app,
         host=settings.web.host,
         port=settings.web.port,
         log_config=None,
         server_header=False,
+        # The panel reads X-Forwarded-For itself, from configured proxies only (web/client_ip.py);
+        # uvicorn's own handling would believe any local client and put any text in the client IP.
+        proxy_headers=False,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
 
 
 @app.command()
@@ -118,7 +127,8 @@ def serve(host: Host = None, port: Port = None) -> None:
         fail(error.problems)
     url = resolve_database_url(settings)
     require_current_schema(url, settings)
-    run_server(settings)
+    settings, outbox = catch_demo_mail(settings)
+    run_server(settings, demo_outbox=outbox)
 
 
 @app.command()
@@ -159,15 +169,31 @@ def migrate_command(
     typer.echo(f"database {redacted(url)}: {before or 'empty'} -> {after}")
 
 
-def print_demo_banner(settings: Settings, credentials: list[DemoCredential]) -> None:
+def print_demo_banner(settings: Settings, credentials: list[DemoCredential], *, catching_mail: bool) -> None:
+    smtp = settings.smtp
+    mail = (
+        f"{settings.web.public_url}{OUTBOX_PATH} (nothing is delivered; read every email there)"
+        if catching_mail
+        else f"sent through {smtp.host}:{smtp.port} (CORRAL_SMTP__*)"
+    )
     lines = [
         "",
         f"  Corral {__version__} demo: {settings.web.public_url}",
         f"  data: {settings.data_dir}",
+        f"  mail: {mail}",
         "",
         *[f"  {cred.role:<12} {cred.email:<28} password: {cred.password}" for cred in credentials],
         "",
     ]
+    for cred in credentials:
+        if cred.enrolment_link:
+            # Staff tools need a passkey sign-in, and a password alone never adds a staff passkey.
+            lines += [
+                f"  To use staff tools, sign in as {cred.email} with its password, then open this",
+                "  single-use link (valid for one hour) in the same browser to add its passkey:",
+                f"  {cred.enrolment_link}",
+                "",
+            ]
     typer.secho("\n".join(lines), fg=typer.colors.GREEN)
 
 
@@ -202,8 +228,11 @@ def demo_command(host: Host = None, port: Port = None) -> None:
     url = resolve_database_url(settings)
     migrate.upgrade(url)
     credentials = asyncio.run(seed_demo(url, settings))
-    print_demo_banner(settings, credentials)
-    run_server(settings)
+    # Email needs somewhere to go: unless CORRAL_SMTP__HOST/PORT name a server, the demo catches
+    # it in-process, so the verification link of a new account can be read at the outbox.
+    settings, outbox = catch_demo_mail(settings)
+    print_demo_banner(settings, credentials, catching_mail=outbox is not None)
+    run_server(settings, demo_outbox=outbox)
 
 
 async def seed_demo(url: URL, settings: Settings) -> list[DemoCredential]:

@@ -220,9 +220,7 @@ class ConsoleService:
                 endpoint = await driver.console(server.external_id)
         except (DriverError, PermanentJobError) as error:
             message = getattr(error, "message", str(error))
-            raise ConsoleRefused(
-                CLOSE_UNREACHABLE, "driver_error", f"The console is unreachable: {message}"
-            ) from error
+            raise ConsoleRefused(CLOSE_UNREACHABLE, "driver_error", f"The node said: {message}") from error
         host = endpoint.host
         if endpoint.tunnel_host is not None:
             if _is_loopback(host):

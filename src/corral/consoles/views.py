@@ -32,10 +32,13 @@ from corral.config import Settings
 from corral.consoles import proxy, watch
 from corral.consoles.errors import (
     CLOSE_FORBIDDEN,
+    CLOSE_NORMAL,
+    CLOSE_PROTOCOL,
     CLOSE_UNAUTHENTICATED,
     CLOSE_UNREACHABLE,
     ConsoleRefused,
     VncHandshakeFailed,
+    close_messages,
 )
 from corral.consoles.schemas import TICKET_LIFETIME_S
 from corral.consoles.service import consoles
@@ -67,6 +70,8 @@ async def console_page(
         "ticket": issued.ticket,
         "socket_path": f"/servers/{issued.server.id}/console/ws",
         "ticket_lifetime_s": TICKET_LIFETIME_S,
+        # What the page says for each close code (consoles/errors.py has the one table).
+        "close_messages": close_messages(),
     }
     response = render(request, PAGE_TEMPLATE, context)
     # The page holds a live ticket: keep it out of every cache and the back-forward cache.
@@ -157,14 +162,23 @@ async def console_socket(websocket: WebSocket, server_id: ServerId, access: Acce
         await proxy.greet_browser(websocket, stream)
         await proxy.pump(websocket, stream, reader, writer)
 
-    closure: ConsoleRefused | None = None
+    # Why the socket closes, said to the browser with every close (not only refusals): by default
+    # the session simply ended (the VNC server closed its side, say because the guest powered off).
+    closure = ConsoleRefused(CLOSE_NORMAL, "ended", "The server's console closed the connection.")
     try:
-        closure = await watch.run_watched(run_proxy(), factory, principal, access.session_id, server_id)
-    except (VncHandshakeFailed, asyncio.IncompleteReadError, ConnectionError, WebSocketDisconnect) as error:
+        closure = (
+            await watch.run_watched(run_proxy(), factory, principal, access.session_id, server_id) or closure
+        )
+    except VncHandshakeFailed as error:  # the browser did not speak RFB 3.8 (not our page's noVNC)
+        log.info("console_closed", server_id=server_id, error=str(error))
+        closure = ConsoleRefused(CLOSE_PROTOCOL, "browser_protocol", "The browser did not speak RFB 3.8.")
+    except (asyncio.IncompleteReadError, ConnectionError) as error:
+        log.info("console_closed", server_id=server_id, error=str(error))
+        closure = ConsoleRefused(CLOSE_UNREACHABLE, "vnc_lost", "The server's console stopped answering.")
+    except WebSocketDisconnect as error:  # the browser left: nobody to tell
         log.info("console_closed", server_id=server_id, error=str(error))
     finally:
         writer.close()
     if WebSocketState.CONNECTED == websocket.client_state == websocket.application_state:
-        code, reason = (closure.close_code, closure.message) if closure is not None else (1000, "")
         with contextlib.suppress(RuntimeError):
-            await websocket.close(code=code, reason=reason)
+            await websocket.close(code=closure.close_code, reason=closure.message)

@@ -27,11 +27,11 @@ async def dashboard(
     )
     counts = {
         "total": len(views),
-        "running": sum(1 for view in views if view.state[1] == "Running"),
+        "running": sum(1 for view in views if view.display.running),
         "attention": sum(1 for view in views if view.server.status in ("failed", "awaiting_setup")),
     }
-    # The servers table polls while a server is being built or changed, so the dashboard shows the
-    # outcome without a reload.
-    polling = any(view.server.status in ("provisioning", "reinstalling", "deleting") for view in views)
+    # The servers table polls while something is under way for a server (its badge has a spinner:
+    # built, reinstalled, deleted), so the dashboard shows the outcome without a reload.
+    polling = any(view.display.spinner for view in views)
     context = {"user": principal.user, "views": views, "counts": counts, "polling": polling}
     return render(request, "dashboard/index.html", context, block="dashboard_servers")

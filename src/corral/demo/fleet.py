@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from corral.db.session import transaction
 from corral.demo import repository
+from corral.drivers.base import Transport
 from corral.ipam.schemas import IpPoolCreate
 from corral.ipam.service import ipam
 from corral.kit.actors import Actor
@@ -28,7 +29,7 @@ from corral.servers.hypervisor import open_driver
 from corral.servers.reconciler import POWER_STATES
 from corral.servers.tasks import build_spec
 
-DEMO_URI = "test:///default"
+DEMO_URI = "test:///default"  # what the test transport connects to (opened here too, to keep its state)
 DEMO_POOL = "default-pool"
 DEMO_NODE = "demo-node"
 ACTOR = Actor.system("demo")
@@ -63,7 +64,7 @@ async def seed_demo_fleet(session: AsyncSession) -> None:
             name=DEMO_NODE,
             location_id=location.id,
             driver="libvirt",
-            connection_uri=DEMO_URI,
+            transport=Transport.TEST.value,
             storage_pool=DEMO_POOL,
             network="default",
             domain_type="qemu",
@@ -140,7 +141,7 @@ async def restore_demo_node(factory: async_sessionmaker[AsyncSession]) -> Any:
     _ensure_template_volumes(conn)
     _remove_sample_domain(conn)
     async with transaction(factory) as session:
-        node = await repository.node_by_name(session, DEMO_NODE, uri=DEMO_URI)
+        node = await repository.node_by_name(session, DEMO_NODE, transport=Transport.TEST.value)
         if node is None:
             return conn
         placed = await repository.running_servers_on(session, node.id)

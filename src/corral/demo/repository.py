@@ -17,10 +17,10 @@ async def location_by_slug(session: AsyncSession, slug: str) -> Location | None:
     return await session.scalar(select(Location).where(Location.slug == slug))
 
 
-async def node_by_name(session: AsyncSession, name: str, *, uri: str | None = None) -> Node | None:
+async def node_by_name(session: AsyncSession, name: str, *, transport: str | None = None) -> Node | None:
     statement = select(Node).where(Node.name == name)
-    if uri is not None:
-        statement = statement.where(Node.connection_uri == uri)
+    if transport is not None:
+        statement = statement.where(Node.transport == transport)
     return await session.scalar(statement)
 
 

@@ -8,6 +8,8 @@ features are declared as ``Capability`` values so that a job is refused *before*
 
 from __future__ import annotations
 
+import base64
+import binascii
 import ipaddress
 import re
 from collections.abc import Mapping
@@ -15,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol, runtime_checkable
+
+from corral.kit.text import has_control_characters
 
 
 class Capability(StrEnum):
@@ -79,6 +83,122 @@ class UnknownDriverKind(DriverError):
 # --- connection -----------------------------------------------------------------------------------
 
 
+class Transport(StrEnum):
+    """How the panel reaches a node's hypervisor. Operators choose one; the driver builds the address
+    (a libvirt URI, say) from these fields itself, so no free text ever reaches the hypervisor
+    library's own parser."""
+
+    TEST = "test"  # libvirt's in-memory hypervisor, test:///default (demos and tests)
+    LOCAL = "local"  # libvirtd on the panel's own machine, through its unix socket
+    SSH = "ssh"  # libvirtd on another machine, through OpenSSH with a key the panel manages
+    TLS = "tls"  # libvirtd's TLS port, with the machine's libvirt client certificates
+
+
+# Which fields each transport takes; anything else is refused rather than ignored.
+REMOTE_TRANSPORTS = frozenset({Transport.SSH, Transport.TLS})
+DEFAULT_PORTS: Mapping[Transport, int] = {Transport.SSH: 22, Transport.TLS: 16514}
+
+_HOST_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_HOST_LABEL}(?:\.{_HOST_LABEL})*$")
+# POSIX-style login names: nothing an ssh command line or a URI could read as syntax.
+_LOGIN = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def check_host(value: str) -> str:
+    """A DNS name (RFC 1123, lowercased) or an IPv4/IPv6 address without brackets or zone, else
+    ValueError. Nothing else: no ports, paths, user names, options or escapes."""
+    if has_control_characters(value):
+        raise ValueError("a host may not contain control characters")
+    candidate = value.strip().lower().removesuffix(".")
+    if ":" in candidate or candidate.replace(".", "").isdigit():
+        if "%" in candidate:
+            raise ValueError("an IPv6 zone (%…) is not allowed in a node address")
+        try:
+            return str(ipaddress.ip_address(candidate))
+        except ValueError:
+            raise ValueError("not a valid IP address (a host is a DNS name or an IP address only)") from None
+    if not _HOST_NAME.match(candidate):
+        raise ValueError("a host name is letters, digits, dashes and dots (RFC 1123), or an IP address")
+    return candidate
+
+
+def check_login(value: str) -> str:
+    if not _LOGIN.match(value):
+        raise ValueError("a login name is 1-32 lowercase letters, digits, dashes or underscores")
+    return value
+
+
+HOST_KEY_TYPES = frozenset(
+    {"ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521", "ssh-rsa"}
+)
+
+
+def check_host_key(value: str) -> str:
+    """An SSH host public key as ``type base64`` (a comment after it is dropped), e.g. the first two
+    fields of the node's ``/etc/ssh/ssh_host_ed25519_key.pub``; ValueError otherwise."""
+    fields = value.strip().split()
+    if len(fields) < 2 or fields[0] not in HOST_KEY_TYPES:
+        raise ValueError(
+            "a host key is one line such as `ssh-ed25519 AAAA…`"
+            " (the node's /etc/ssh/ssh_host_ed25519_key.pub)"
+        )
+    key_type, data = fields[0], fields[1]
+    try:
+        blob = base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the host key's data is not valid base64") from None
+    # The blob starts with its own type name, length-prefixed: a pasted key of another type or a
+    # truncated one is caught here rather than at connection time.
+    length = int.from_bytes(blob[:4], "big") if len(blob) >= 4 else -1
+    if blob[4 : 4 + length].decode("ascii", "replace") != key_type or len(blob) < 4 + length + 16:
+        raise ValueError("the host key's data does not match its type (was it cut short?)")
+    return f"{key_type} {data}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a node's hypervisor answers, as validated fields. An ``ssh`` endpoint logs in with
+    ``private_key`` (OpenSSH text, a panel-managed key) and trusts only ``host_key``."""
+
+    transport: Transport
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    private_key: str | None = field(default=None, repr=False)
+    host_key: str | None = None
+
+    def __post_init__(self) -> None:
+        # Checked again here (the schemas check first): a driver must be unable to receive an
+        # address that was not built from valid fields, whoever constructs it.
+        remote = self.transport in REMOTE_TRANSPORTS
+        _check(
+            remote == (self.host is not None),
+            f"the {self.transport} transport {'needs' if remote else 'takes no'} host",
+        )
+        if self.host is not None:
+            _check(check_host(self.host) == self.host, "the host must be given in its normal form")
+        _check(self.port is None or (remote and 1 <= self.port <= 65535), "invalid port for this transport")
+        ssh = self.transport == Transport.SSH
+        _check((self.user is not None) == ssh, "a login name goes with the ssh transport only")
+        if self.user is not None:
+            check_login(self.user)
+        _check(self.private_key is None or ssh, "a private key goes with the ssh transport only")
+        _check(
+            (self.host_key is not None) == ssh, "a host key goes with the ssh transport (and it needs one)"
+        )
+        if self.host_key is not None:
+            _check(check_host_key(self.host_key) == self.host_key, "the host key must be `type base64`")
+
+    def describe(self) -> str:
+        """A short description for pages and messages (never the key)."""
+        if self.transport not in REMOTE_TRANSPORTS:
+            return str(self.transport)
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        user = f"{self.user}@" if self.user else ""
+        port = f":{self.port}" if self.port else ""
+        return f"{self.transport} {user}{host}{port}"
+
+
 @dataclass(frozen=True)
 class DriverConnection:
     """How to reach one node: what the nodes service stores (secrets decrypted) and hands over.
@@ -87,7 +207,7 @@ class DriverConnection:
     the nodes table needs one JSON column rather than a column per driver.
     """
 
-    uri: str
+    endpoint: Endpoint
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     storage_pool: str = "default"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import Path, Query, Response
 
 from corral.auth.deps import require
 from corral.auth.principal import Principal
@@ -25,8 +25,9 @@ from corral.ipam.schemas import (
 from corral.ipam.service import ipam
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
+from corral.web.openapi import api_router
 
-router = APIRouter(prefix="/api/v1/admin/ip-pools", tags=["ipam"])
+router = api_router("/api/v1/admin/ip-pools", tag="ipam", operation_prefix="ipam")
 
 PoolId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Reader = Annotated[Principal, require(Permission.IPAM_READ)]

@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from corral.kit.text import SingleLine
 from corral.models.ipam import IpAddress, IpPool
 from corral.models.locations import Location
 
@@ -39,7 +40,7 @@ _SUPERSCRIPT = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 _SEPARATORS = re.compile(r"[\s,;]+")
 
 PoolName = Annotated[
-    str,
+    SingleLine,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
     Field(description="Unique name shown to operators, e.g. `syd1-public-v4`."),
 ]

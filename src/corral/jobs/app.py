@@ -59,6 +59,7 @@ TASK_MODULES: tuple[str, ...] = (
     "corral.auth.tasks",
     "corral.servers.tasks",
     "corral.servers.cancellation_tasks",
+    "corral.servers.unfinished_tasks",
     "corral.nodes.tasks",
 )
 

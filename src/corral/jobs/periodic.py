@@ -67,6 +67,8 @@ PERIODIC: tuple[Periodic, ...] = (
     Periodic("servers.reconcile", cron="* * * * *"),
     # Due server cancellations (seed 000 8.2); the sixth cron field is seconds.
     Periodic("servers.process_cancellations", cron="* * * * * */30"),
+    # Orders whose setup was never finished: remind the owner, then release them (panel setting).
+    Periodic("servers.release_unfinished", cron="23 * * * *"),
 )
 
 

@@ -101,9 +101,15 @@ async def list_jobs(
     task_name: str | None,
     status: str | None,
     limit: int,
+    before: int | None = None,
+    since: int | None = None,
 ) -> Sequence[Row[Any]]:
-    """Newest first."""
+    """Newest first; keyset pages on the id: only ids below ``before`` / from ``since`` up."""
     statement = _job_select()
+    if before is not None:
+        statement = statement.where(_jobs.c.id < before)
+    if since is not None:
+        statement = statement.where(_jobs.c.id >= since)
     if lock is not None:
         statement = statement.where(_jobs.c.lock == lock)
     if task_name is not None:

@@ -118,10 +118,15 @@ class JobService:
         task_name: str | None = None,
         status: str | None = None,
         limit: int = 50,
+        before: int | None = None,
+        since: int | None = None,
     ) -> Sequence[JobRead]:
-        """Jobs newest first with their log lines (two queries whatever the count)."""
+        """Jobs newest first with their log lines (two queries whatever the count). Pages by job
+        id: ``before`` keeps the older ones (the next page), ``since`` those from that id up."""
         limit = max(1, min(limit, LIST_LIMIT_MAX))
-        rows = await repository.list_jobs(session, lock=lock, task_name=task_name, status=status, limit=limit)
+        rows = await repository.list_jobs(
+            session, lock=lock, task_name=task_name, status=status, limit=limit, before=before, since=since
+        )
         logs = await repository.logs_of(session, [row.id for row in rows])
         by_job: dict[int, list[JobLog]] = {}
         for line in logs:

@@ -19,6 +19,11 @@ class PanelError(Exception):
         self.details = details or {}
         super().__init__(self.message)
 
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries (a 429's Retry-After, say)."""
+        return {}
+
 
 class NotFound(PanelError):
     status_code = 404

@@ -6,35 +6,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints, field_validator
 
+from corral.kit.text import SingleLine
 from corral.locations.countries import ISO_3166_ALPHA2
 from corral.models.locations import Location
 
 MAX_ID = 2**63 - 1  # BIGINT ids: larger ones are a 422, not a database error
-SLUG_PATTERN = r"^[a-z0-9-]{2,40}$"
-
-
-def lower(value: Any) -> Any:
-    """Trim and lower-case text before its pattern is checked (StringConstraints checks first)."""
-    return value.strip().lower() if isinstance(value, str) else value
-
-
-def upper(value: Any) -> Any:
-    return value.strip().upper() if isinstance(value, str) else value
+# Case-insensitive patterns with the case folded by StringConstraints (which trims and folds
+# before checking): the OpenAPI schema then states the rule the server applies. (A BeforeValidator
+# doing the folding would hide the pattern from the schema.)
+SLUG_PATTERN = r"^[A-Za-z0-9-]{2,40}$"
 
 
 Slug = Annotated[
     str,
-    BeforeValidator(lower),
-    StringConstraints(pattern=SLUG_PATTERN),
-    Field(description="Short stable key, e.g. `syd1`: 2-40 lower-case letters, digits or dashes."),
+    StringConstraints(strip_whitespace=True, to_lower=True, pattern=SLUG_PATTERN),
+    Field(description="Short stable key, e.g. `syd1`: 2-40 letters, digits or dashes; stored lower-cased."),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+Name = Annotated[SingleLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 CountryCode = Annotated[
     str,
-    BeforeValidator(upper),
-    StringConstraints(min_length=2, max_length=2),
+    StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{2}$"),
     Field(description="ISO 3166-1 alpha-2 country code, e.g. `AU`."),
 ]
 
@@ -51,7 +44,8 @@ class LocationCreate(BaseModel):
     slug: Slug
     name: Name
     country_code: CountryCode
-    active: bool = True
+    # Strict: JSON `"yes"`, `1` or `"true"` is an error, not a yes (forms map their checkbox first).
+    active: StrictBool = True
 
     _country = field_validator("country_code")(_check_country)
 
@@ -63,7 +57,7 @@ class LocationUpdate(BaseModel):
 
     name: Name | None = None
     country_code: CountryCode | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
     _country = field_validator("country_code")(_check_country)
 

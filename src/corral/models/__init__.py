@@ -8,8 +8,16 @@ from corral.models.email import EmailMessage
 from corral.models.ipam import IpAddress, IpPool
 from corral.models.jobs import JobLog
 from corral.models.locations import Location
-from corral.models.mfa import Passkey, RecoveryCode, TotpFactor, WebAuthnChallenge
-from corral.models.nodes import DriftKind, DriftReport, Node, NodeStatus, NodeTemplate, OsTemplate
+from corral.models.mfa import Passkey, PasskeyEnrolmentLink, RecoveryCode, TotpFactor, WebAuthnChallenge
+from corral.models.nodes import (
+    DriftKind,
+    DriftReport,
+    Node,
+    NodeSshKey,
+    NodeStatus,
+    NodeTemplate,
+    OsTemplate,
+)
 from corral.models.plans import Plan, PlanLocation
 from corral.models.servers import CancelMode, PowerState, Server, ServerStatus
 from corral.models.settings import PanelSetting
@@ -32,11 +40,13 @@ __all__ = [
     "JobLog",
     "Location",
     "Node",
+    "NodeSshKey",
     "NodeStatus",
     "NodeTemplate",
     "OsTemplate",
     "PanelSetting",
     "Passkey",
+    "PasskeyEnrolmentLink",
     "Plan",
     "PlanLocation",
     "PowerState",

@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 
-from sqlalchemy import BigInteger, ForeignKey, Identity, Index, Integer, LargeBinary, String, func
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    func,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -74,3 +85,37 @@ class WebAuthnChallenge(Base):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class EnrolmentDelivery(enum.StrEnum):
+    """How a passkey enrolment link reached its owner."""
+
+    EMAIL = "email"  # sent to the account's verified address
+    HANDOVER = "handover"  # shown once to the super-admin who issued it, to hand over
+    CLI = "cli"  # printed by `corral admin enrolment-link` (the first super-admin)
+
+
+class PasskeyEnrolmentLink(Base):
+    """A single-use link for an operator's or super-admin's first passkey (seed 003).
+
+    A password alone never grants staff rights, so the first passkey of a privileged account is
+    added only by the person signed in with its password *and* holding this link, which travels
+    out of band (its verified email, a super-admin, or the CLI). The token is stored only as its
+    SHA-256; a link works once, for an hour, and only while it is the account's newest.
+    """
+
+    __tablename__ = "passkey_enrolment_links"
+    __table_args__ = (
+        CheckConstraint("delivery IN ('email', 'handover', 'cli')", name="delivery_known"),
+        Index("ix_passkey_enrolment_links_user", "user_id", "used_at", "revoked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    delivery: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    # Set when a newer link replaced this one before it was used.
+    revoked_at: Mapped[datetime | None]

@@ -33,10 +33,29 @@ class NodeStatus(enum.StrEnum):
     UNHEALTHY = "unhealthy"
 
 
+class NodeSshKey(Base):
+    """An SSH key pair the panel made for reaching nodes: the public half goes into the node's
+    ``authorized_keys``; the private half is sealed (AES-GCM, bound to this row) and opened only to
+    connect. Operators choose one per node instead of typing key paths."""
+
+    __tablename__ = "node_ssh_keys"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(100))
+    private_key_encrypted: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(server_default=func.now())
+
+
 class Node(Base):
     __tablename__ = "nodes"
     __table_args__ = (
         CheckConstraint("status IN ('online', 'maintenance', 'offline', 'unhealthy')", name="status_known"),
+        # NULL: a connection from before structured fields that could not be converted; the node
+        # stays unhealthy until an operator enters it again.
+        CheckConstraint("transport IN ('test', 'local', 'ssh', 'tls')", name="transport_known"),
+        CheckConstraint("port IS NULL OR port BETWEEN 1 AND 65535", name="port_range"),
         CheckConstraint(
             "cpu_oversell >= 1 AND memory_oversell >= 1 AND disk_oversell >= 1", name="oversell_min"
         ),
@@ -48,7 +67,16 @@ class Node(Base):
     name: Mapped[str] = mapped_column(String(100), unique=True)
     location_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("locations.id"))
     driver: Mapped[str] = mapped_column(String(32))
-    connection_uri: Mapped[str] = mapped_column(String(500))
+    # How the panel reaches the hypervisor, as fields; drivers build their address from these.
+    transport: Mapped[str | None] = mapped_column(String(16))
+    host: Mapped[str | None] = mapped_column(String(253))
+    port: Mapped[int | None] = mapped_column(Integer)
+    ssh_user: Mapped[str | None] = mapped_column(String(32))
+    ssh_key_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("node_ssh_keys.id", ondelete="RESTRICT"), index=True
+    )
+    # The node's SSH host key ("type base64"): the only one accepted, so a changed key is refused.
+    ssh_host_key: Mapped[str | None] = mapped_column(Text)
     # Credentials (SSH key, API token…) encrypted with AES-GCM; "kid:nonce:ciphertext", never plain.
     credentials_encrypted: Mapped[str | None] = mapped_column(Text)
     storage_pool: Mapped[str] = mapped_column(String(100), server_default=text("'default'"))

@@ -66,6 +66,12 @@ class Server(Base):
         CheckConstraint(f"cancel_mode IS NULL OR {_in('cancel_mode', CancelMode)}", name="cancel_mode_known"),
         # The cancellation processor looks for due cancellations every 30 seconds.
         Index("ix_servers_cancel_due", "cancel_due_at", postgresql_where=text("cancel_due_at IS NOT NULL")),
+        # Unfinished orders are looked for every hour (servers.release_unfinished).
+        Index(
+            "ix_servers_awaiting_setup",
+            "created_at",
+            postgresql_where=text("status = 'awaiting_setup'"),
+        ),
         # An order sent twice with the same key (a double click, a retried API call) is one server.
         Index(
             "uq_servers_user_order_key",
@@ -110,3 +116,6 @@ class Server(Base):
     cancel_due_at: Mapped[datetime | None]
     cancel_attempts: Mapped[int] = mapped_column(Integer, server_default=text("0"))
     cancel_error: Mapped[str | None] = mapped_column(Text)
+    # An unfinished order (still awaiting setup): when its owner was told it will be released.
+    # Set in the transaction that queues the email, so the reminder goes out once.
+    setup_reminder_sent_at: Mapped[datetime | None]

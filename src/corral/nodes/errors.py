@@ -17,8 +17,11 @@ class NodeNameTaken(Conflict):
 
 class NodeInUse(Conflict):
     code = "node_in_use"
+    # No server can be moved between nodes, and a deleted server's record keeps its node: once a
+    # node has had a server it stays. Say what an operator can do instead.
     default_message = (
-        "Servers still belong to this node: move or delete them first, or put it in maintenance."
+        "This node cannot be deleted: servers have been placed on it, and their records (deleted "
+        "servers' too) keep it. Put it in maintenance so no new server is placed on it."
     )
 
 
@@ -52,3 +55,11 @@ class EncryptionNotConfigured(PanelError):
         "Node credentials cannot be stored or read: CORRAL_SECURITY__ENCRYPTION_KEYS is not set "
         "or not valid. Run `corral doctor`."
     )
+
+
+class ConnectionNotSet(PanelError):
+    """A node from before structured connections whose old address could not be converted."""
+
+    status_code = 409
+    code = "node_connection_not_set"
+    default_message = "The node's connection must be entered again (transport, host, login, key)."

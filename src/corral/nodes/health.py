@@ -21,12 +21,15 @@ from corral.drivers.base import ImageRef
 from corral.kit.actors import Actor
 from corral.kit.clock import utcnow
 from corral.models.nodes import Node, NodeStatus
+from corral.node_keys import repository as keys_repository
+from corral.node_keys.errors import NodeKeyUnreadable
+from corral.node_keys.service import private_key_of
 from corral.nodes import repository
 from corral.nodes.credentials import CredentialsUnreadable, credentials_of
-from corral.nodes.errors import EncryptionNotConfigured
+from corral.nodes.errors import ConnectionNotSet, EncryptionNotConfigured
 from corral.nodes.probe import ProbeResult, connection_for, probe
 from corral.nodes.probe import Target as ProbeTarget
-from corral.nodes.schemas import NodeCredentials
+from corral.nodes.schemas import NodeCredentials, endpoint_of
 from corral.templates import repository as templates_repository
 
 
@@ -41,11 +44,14 @@ class CheckOutcome:
         return self.node.status != self.previous_status
 
 
-def target_of(node: Node, credentials: NodeCredentials | None) -> ProbeTarget:
-    """How to reach ``node`` with ``credentials`` (already decrypted)."""
+def target_of(node: Node, credentials: NodeCredentials | None, private_key: str | None) -> ProbeTarget:
+    """How to reach ``node`` with ``credentials`` and its SSH key's ``private_key`` (decrypted).
+    Raises ``ConnectionNotSet`` for a node whose connection must be entered again."""
+    if node.transport is None:
+        raise ConnectionNotSet()
     return connection_for(
         driver=node.driver,
-        uri=node.connection_uri,
+        endpoint=endpoint_of(node, private_key),
         username=credentials.username if credentials else None,
         password=credentials.password.get_secret_value() if credentials and credentials.password else None,
         storage_pool=node.storage_pool,
@@ -55,11 +61,26 @@ def target_of(node: Node, credentials: NodeCredentials | None) -> ProbeTarget:
     )
 
 
+async def private_key_for(session: AsyncSession, node: Node) -> str | None:
+    """The private half of the panel key ``node`` logs in with (None without one)."""
+    if node.ssh_key_id is None:
+        return None
+    key = await keys_repository.get(session, node.ssh_key_id)
+    if key is None:  # the foreign key forbids it; kept for a row read mid-change
+        raise NodeKeyUnreadable("The node's SSH key no longer exists: choose another one.")
+    return private_key_of(session, key)
+
+
+async def stored_target(session: AsyncSession, node: Node) -> ProbeTarget:
+    """How to reach a stored node with its own credentials and key, decrypted."""
+    return target_of(node, credentials_of(session, node), await private_key_for(session, node))
+
+
 async def probe_node(session: AsyncSession, node: Node, *, with_templates: bool = True) -> ProbeResult:
     """Probe a stored node (its own credentials), checking the template images listed on it."""
     try:
-        credentials = credentials_of(session, node)
-    except (CredentialsUnreadable, EncryptionNotConfigured) as error:
+        target = await stored_target(session, node)
+    except (CredentialsUnreadable, EncryptionNotConfigured, NodeKeyUnreadable, ConnectionNotSet) as error:
         # It may well answer, but not to us: that is a node needing attention, not an outage.
         message = str(error) if isinstance(error, CredentialsUnreadable) else error.message
         return ProbeResult(status=NodeStatus.UNHEALTHY, error=message)
@@ -67,7 +88,7 @@ async def probe_node(session: AsyncSession, node: Node, *, with_templates: bool 
     if with_templates:
         links = await templates_repository.links_for_node(session, node.id)
         images = [ImageRef(volume=link.image_ref) for link in links]
-    return await probe(target_of(node, credentials), images=images)
+    return await probe(target, images=images)
 
 
 async def record(

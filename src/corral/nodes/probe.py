@@ -14,6 +14,7 @@ traceback). How errors map to statuses:
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from corral.drivers.base import (
     DriverAuthError,
     DriverConnection,
     DriverError,
+    Endpoint,
     HostInfo,
     HypervisorDriver,
     ImageRef,
@@ -36,6 +38,8 @@ from corral.models.nodes import NodeStatus
 # connection" and a health check that runs every minute both need an answer sooner.
 PROBE_TIMEOUT_S = 20.0
 CLOSE_TIMEOUT_S = 5.0
+MESSAGE_LIMIT = 300
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 log = get_logger("corral.nodes.probe")
 
@@ -58,7 +62,7 @@ class Target:
 def connection_for(
     *,
     driver: str,
-    uri: str,
+    endpoint: Endpoint,
     username: str | None,
     password: str | None,
     storage_pool: str,
@@ -74,7 +78,7 @@ def connection_for(
     return Target(
         driver=driver,
         connection=DriverConnection(
-            uri=uri,
+            endpoint=endpoint,
             username=username,
             password=password,
             storage_pool=storage_pool,
@@ -109,14 +113,23 @@ def status_for(error: BaseException | None) -> NodeStatus:
     return NodeStatus.UNHEALTHY
 
 
+def shown(message: str) -> str:
+    """A driver's message as staff may see it: one line of printable text, at most
+    ``MESSAGE_LIMIT`` characters. A hypervisor library may quote what it read (a file, a remote
+    command's output); whatever it quotes, a page never gets more than this short line."""
+    line = " ".join(_UNPRINTABLE.sub(" ", message).split())
+    return line if len(line) <= MESSAGE_LIMIT else line[: MESSAGE_LIMIT - 1] + "…"
+
+
 def message_for(error: BaseException) -> str:
     if isinstance(error, TimeoutError):
         return f"the node did not answer within {PROBE_TIMEOUT_S:.0f} seconds"
     if isinstance(error, DriverAuthError):
-        return f"authentication failed: {error.message}"
+        already = error.message.lower().startswith("authentication failed")
+        return shown(error.message if already else f"authentication failed: {error.message}")
     if isinstance(error, DriverError):
-        return error.message
-    return str(error) or type(error).__name__
+        return shown(error.message)
+    return shown(str(error) or type(error).__name__)
 
 
 @asynccontextmanager

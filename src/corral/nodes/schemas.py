@@ -1,31 +1,42 @@
 """What the node pages and API take and give.
 
 Credentials go in (``NodeCredentials``) and never come out: reads say only whether some are set.
-A connection URI may not carry a password (that belongs in the encrypted credentials), may only
-use the schemes its driver is meant for, and may not pass libvirt options that run commands.
+How a node is reached is a set of fields, never an address typed by an operator: a transport from
+an allowlist, a host name or IP address, a port, a login name and one of the panel's own SSH keys.
+The driver builds the hypervisor's address (a libvirt URI) from these itself, so nothing an
+operator types is ever parsed by libvirt, ssh or a shell (issue 10: a URI parameter could carry
+``;command=…`` to ssh, and a NUL could hide a file path from a check).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
     SecretStr,
+    StrictBool,
     StringConstraints,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from corral.drivers.base import HostInfo
+from corral.drivers.base import (
+    REMOTE_TRANSPORTS,
+    Endpoint,
+    HostInfo,
+    Transport,
+    check_host,
+    check_host_key,
+    check_login,
+)
 from corral.drivers.registry import driver_kinds
+from corral.kit.text import has_control_characters
 from corral.models.nodes import Node, NodeStatus
 
 MAX_ID = 2**63 - 1
@@ -34,18 +45,14 @@ GIB = 1024**3
 OVERSELL_MIN = 1.0
 OVERSELL_MAX = 10.0
 
-# URI schemes each driver may be given. ``qemu+ext`` (runs a local command) and plain ``qemu+tcp``
-# (no encryption, usually no authentication) are left out on purpose.
-URI_SCHEMES: dict[str, frozenset[str]] = {
-    "libvirt": frozenset(
-        {"test", "qemu", "qemu+ssh", "qemu+libssh", "qemu+libssh2", "qemu+tls", "qemu+unix"}
-    ),
+# The transports each driver may be given. A driver not listed takes none (deny by default).
+TRANSPORTS: dict[str, frozenset[Transport]] = {"libvirt": frozenset(Transport)}
+TRANSPORT_LABELS: dict[Transport, str] = {
+    Transport.SSH: "SSH (libvirtd on another machine, with a panel key)",
+    Transport.TLS: "TLS (libvirtd's TLS port, libvirt client certificates)",
+    Transport.LOCAL: "Local (libvirtd on the panel's machine)",
+    Transport.TEST: "Test (libvirt's in-memory demo hypervisor)",
 }
-# Drivers not listed above speak HTTPS APIs (Proxmox, VirtFusion).
-DEFAULT_URI_SCHEMES = frozenset({"https"})
-# libvirt URI parameters an operator may set. The others can name a command to run on either end
-# (command, netcat, proxy), a local socket, or switch off host key checks (no_verify).
-URI_PARAMETERS = frozenset({"keyfile", "known_hosts", "known_hosts_verify", "pkipath", "sshauth", "mode"})
 
 _RESOURCE_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 NodeName = Annotated[
@@ -54,14 +61,41 @@ NodeName = Annotated[
     Field(description="1-100 letters, digits, dots, dashes or underscores, e.g. `syd1-hv03`."),
 ]
 PoolName = Annotated[str, StringConstraints(strip_whitespace=True, pattern=_RESOURCE_NAME)]
-ConnectionUri = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=500)]
+NodeHost = Annotated[
+    str,
+    StringConstraints(max_length=253),
+    AfterValidator(check_host),
+    Field(description="The node's DNS name or IP address (no port, user or path), e.g. `hv01.example.net`."),
+]
+Login = Annotated[
+    str,
+    StringConstraints(max_length=32),
+    AfterValidator(check_login),
+    Field(description="The login on the node for SSH, e.g. `corral`: lowercase letters, digits, `-`, `_`."),
+]
+HostKey = Annotated[
+    str,
+    StringConstraints(max_length=2000),
+    AfterValidator(check_host_key),
+    Field(
+        description="The node's SSH host key, `type base64` (its /etc/ssh/ssh_host_ed25519_key.pub): "
+        "the only key the panel accepts from it."
+    ),
+]
+Port = Annotated[
+    int, Field(ge=1, le=65535, description="Omit for the transport's default (SSH 22, TLS 16514).")
+]
+KeyId = Annotated[
+    int, Field(ge=1, le=MAX_ID, description="One of the panel's node SSH keys (`/api/v1/admin/node-keys`).")
+]
 DriverKind = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 DomainType = Literal["kvm", "qemu"]
 Oversell = Annotated[float, Field(ge=OVERSELL_MIN, le=OVERSELL_MAX)]
 Cpus = Annotated[int, Field(gt=0, le=100_000)]
 MemoryMib = Annotated[int, Field(gt=0, le=2**40)]
 DiskGib = Annotated[int, Field(gt=0, le=2**40)]
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The connection's own fields, as stored on the node row.
+ENDPOINT_FIELDS = ("transport", "host", "port", "ssh_user", "ssh_key_id", "ssh_host_key")
 
 
 def check_driver(kind: str) -> str:
@@ -70,29 +104,47 @@ def check_driver(kind: str) -> str:
     return kind
 
 
-def check_uri(uri: str, driver: str) -> str:
-    """Refuse a URI the driver should not be given; returns it unchanged otherwise."""
-    if _CONTROL.search(uri) or " " in uri:
-        raise ValueError("the URI may not contain spaces or control characters")
-    try:
-        parts = urlsplit(uri)
-        parts.port  # noqa: B018  # raises ValueError on a malformed port
-    except ValueError as error:
-        raise ValueError(f"not a valid URI: {error}") from None
-    allowed = URI_SCHEMES.get(driver, DEFAULT_URI_SCHEMES)
-    if parts.scheme not in allowed:
-        raise ValueError(f"the {driver} driver takes URIs starting with {', '.join(sorted(allowed))}")
-    if parts.scheme == "test" and not (parts.path == "/default" or parts.path.endswith(".xml")):
-        # libvirt's test driver reads the named file: keep it to its own world, or XML fixtures.
-        raise ValueError("test URIs are test:///default or test:///<file>.xml")
-    if parts.password is not None:
-        raise ValueError("put the password in the credentials, not in the URI (URIs are shown on pages)")
-    if driver in URI_SCHEMES:
-        names = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
-        refused = sorted(names - URI_PARAMETERS)
-        if refused:
-            raise ValueError(f"URI parameters not allowed: {', '.join(refused)}")
-    return uri
+def check_endpoint(driver: str, values: dict[str, Any]) -> None:
+    """Which fields go with which transport; raises ValueError naming the problem. Used when the
+    fields arrive together and again on the merged row when only some of them change."""
+    transport = values.get("transport")
+    if transport is None:
+        raise ValueError("choose how the panel reaches the node (transport)")
+    allowed = TRANSPORTS.get(driver, frozenset())
+    if transport not in allowed:
+        names = ", ".join(sorted(allowed)) or "none"
+        raise ValueError(f"the {driver} driver takes the transports: {names}")
+    remote = transport in REMOTE_TRANSPORTS
+    if remote and not values.get("host"):
+        raise ValueError(f"the {transport} transport needs the node's host name or IP address")
+    if not remote and (values.get("host") or values.get("port")):
+        raise ValueError(f"the {transport} transport takes no host or port")
+    ssh = transport == Transport.SSH
+    if ssh and not (values.get("ssh_user") and values.get("ssh_key_id") and values.get("ssh_host_key")):
+        raise ValueError(
+            "the ssh transport needs a login name, one of the panel's SSH keys and the node's host key"
+        )
+    if not ssh and (values.get("ssh_user") or values.get("ssh_key_id") or values.get("ssh_host_key")):
+        raise ValueError("a login name, SSH key and host key go with the ssh transport only")
+
+
+def endpoint_of(values: Any, private_key: str | None = None) -> Endpoint:
+    """The driver's view of a node's (or form's) connection fields."""
+    return Endpoint(
+        transport=Transport(values.transport),
+        host=values.host,
+        port=values.port,
+        user=values.ssh_user,
+        private_key=private_key,
+        host_key=values.ssh_host_key,
+    )
+
+
+def describe(values: Any) -> str:
+    """How a node is reached, in a few words (``ssh corral@hv01:22``), or what is missing."""
+    if values.transport is None:
+        return "not set: enter the connection again"
+    return endpoint_of(values).describe()
 
 
 class NodeCredentials(BaseModel):
@@ -106,7 +158,7 @@ class NodeCredentials(BaseModel):
     @field_validator("username")
     @classmethod
     def _username(cls, value: str | None) -> str | None:
-        if value is not None and _CONTROL.search(value):
+        if value is not None and has_control_characters(value):
             raise ValueError("the username may not contain control characters")
         return value or None
 
@@ -134,7 +186,12 @@ class NodeConnectionFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     driver: DriverKind = "libvirt"
-    connection_uri: ConnectionUri
+    transport: Transport
+    host: NodeHost | None = None
+    port: Port | None = None
+    ssh_user: Login | None = None
+    ssh_key_id: KeyId | None = None
+    ssh_host_key: HostKey | None = None
     credentials: NodeCredentials | None = None
     storage_pool: PoolName = "default"
     network: PoolName = "default"
@@ -142,12 +199,10 @@ class NodeConnectionFields(BaseModel):
 
     _driver = field_validator("driver")(check_driver)
 
-    @field_validator("connection_uri")
-    @classmethod
-    def _uri_fits_driver(cls, value: str, info: ValidationInfo) -> str:
-        driver = info.data.get("driver")
-        # An unknown driver has its own error already; the URI is judged once the driver is known.
-        return check_uri(value, driver) if isinstance(driver, str) else value
+    @model_validator(mode="after")
+    def _fields_fit_transport(self) -> Self:
+        check_endpoint(self.driver, self.model_dump(include=set(ENDPOINT_FIELDS)))
+        return self
 
 
 class NodeConnectionTest(NodeConnectionFields):
@@ -168,8 +223,8 @@ class NodeCreate(NodeConnectionFields):
     cpu_oversell: Oversell = 1.0
     memory_oversell: Oversell = 1.0
     disk_oversell: Oversell = 1.0
-    maintenance: bool = Field(default=False, description="Start in maintenance instead of online.")
-    allow_unreachable: bool = Field(
+    maintenance: StrictBool = Field(default=False, description="Start in maintenance instead of online.")
+    allow_unreachable: StrictBool = Field(
         default=False,
         description="Save even if the connection test fails; the node is then stored offline with the error.",
     )
@@ -183,9 +238,14 @@ class NodeUpdate(BaseModel):
     name: NodeName | None = None
     location_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     driver: DriverKind | None = None
-    connection_uri: ConnectionUri | None = None
+    transport: Transport | None = None
+    host: NodeHost | None = None
+    port: Port | None = None
+    ssh_user: Login | None = None
+    ssh_key_id: KeyId | None = None
+    ssh_host_key: HostKey | None = None
     credentials: NodeCredentials | None = Field(default=None, description="Replaces the stored ones.")
-    clear_credentials: bool = False
+    clear_credentials: StrictBool = False
     storage_pool: PoolName | None = None
     network: PoolName | None = None
     domain_type: DomainType | None = None
@@ -195,7 +255,7 @@ class NodeUpdate(BaseModel):
     cpu_oversell: Oversell | None = None
     memory_oversell: Oversell | None = None
     disk_oversell: Oversell | None = None
-    allow_unreachable: bool = False
+    allow_unreachable: StrictBool = False
 
     @field_validator("driver")
     @classmethod
@@ -209,19 +269,24 @@ class NodeUpdate(BaseModel):
         return self
 
     def changes(self) -> dict[str, Any]:
-        """Plain column changes (credentials are handled apart)."""
+        """Plain column changes (credentials are handled apart). Giving ``transport`` replaces the
+        whole connection: its fields left out are cleared. Without it, the connection fields given
+        change alone (a new host for the same ssh node, say)."""
         skip = {"credentials", "clear_credentials", "allow_unreachable"}
-        return {
+        found = {
             key: value
             for key, value in self.model_dump(exclude_unset=True, exclude_none=True).items()
             if key not in skip
         }
+        if "transport" in found:
+            found.update({name: found.get(name) for name in ENDPOINT_FIELDS})
+        return found
 
 
 class NodeMaintenance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    enabled: bool = Field(description="True to put the node in maintenance, false to bring it back.")
+    enabled: StrictBool = Field(description="True to put the node in maintenance, false to bring it back.")
 
 
 class HostInfoRead(BaseModel):
@@ -280,7 +345,13 @@ class NodeRead(BaseModel):
     name: str
     location_id: int
     driver: str
-    connection_uri: str
+    transport: Transport | None = Field(description="Null when the connection must be entered again.")
+    host: str | None
+    port: int | None
+    ssh_user: str | None
+    ssh_key_id: int | None
+    ssh_host_key: str | None
+    connection: str = Field(description="How the node is reached, in a few words, e.g. `ssh corral@hv01`.")
     credentials_set: bool
     storage_pool: str
     network: str
@@ -301,6 +372,7 @@ class NodeRead(BaseModel):
     def of(cls, node: Node, usage: NodeUsage | None = None) -> NodeRead:
         values = {name: getattr(node, name) for name in cls.model_fields if hasattr(node, name)}
         values["credentials_set"] = node.credentials_encrypted is not None
+        values["connection"] = describe(node)
         values["usage"] = usage or NodeUsage()
         return cls.model_validate(values)
 

@@ -29,6 +29,9 @@ from corral.kit.errors import ValidationFailed
 from corral.locations import repository as locations_repository
 from corral.models.locations import Location
 from corral.models.nodes import Node, NodeStatus, NodeTemplate, OsTemplate
+from corral.node_keys import repository as keys_repository
+from corral.node_keys.errors import NodeKeyUnreadable
+from corral.node_keys.service import private_key_of
 from corral.nodes import health, repository
 from corral.nodes.credentials import CredentialsUnreadable, credentials_of, store
 from corral.nodes.errors import (
@@ -42,6 +45,7 @@ from corral.nodes.errors import (
 from corral.nodes.health import CheckOutcome
 from corral.nodes.probe import ProbeResult, connection_for, probe
 from corral.nodes.schemas import (
+    ENDPOINT_FIELDS,
     GIB,
     MIB,
     ConnectionTestResult,
@@ -56,7 +60,8 @@ from corral.nodes.schemas import (
     NodeTemplateRead,
     NodeUpdate,
     NodeUsage,
-    check_uri,
+    check_endpoint,
+    endpoint_of,
 )
 from corral.rbac.permissions import Permission
 from corral.templates import repository as templates_repository
@@ -64,13 +69,13 @@ from corral.templates import repository as templates_repository
 READ = Permission.NODES_READ
 MANAGE = Permission.NODES_MANAGE
 # Changing any of these means talking to the node differently: test again before saving.
-CONNECTION_FIELDS = frozenset({"driver", "connection_uri", "storage_pool", "network", "domain_type"})
+CONNECTION_FIELDS = frozenset({"driver", *ENDPOINT_FIELDS, "storage_pool", "network", "domain_type"})
 # What the audit log may say about a node (never its credentials).
 AUDITED_FIELDS = (
     "name",
     "location_id",
     "driver",
-    "connection_uri",
+    *ENDPOINT_FIELDS,
     "storage_pool",
     "network",
     "domain_type",
@@ -151,10 +156,22 @@ def _capacity_from(host: HostInfo | None) -> dict[str, int]:
     return {key: value for key, value in found.items() if value > 0}
 
 
-async def _probe_fields(fields: NodeConnectionFields, credentials: NodeCredentials | None) -> ProbeResult:
+async def _private_key(session: AsyncSession, key_id: int | None) -> str | None:
+    """The chosen panel key's private half, or a refusal naming the field."""
+    if key_id is None:
+        return None
+    key = await keys_repository.get(session, key_id)
+    if key is None:
+        raise ValidationFailed("No node SSH key with that id.", details={"field": "ssh_key_id"})
+    return private_key_of(session, key)
+
+
+async def _probe_fields(
+    session: AsyncSession, fields: NodeConnectionFields, credentials: NodeCredentials | None
+) -> ProbeResult:
     target = connection_for(
         driver=fields.driver,
-        uri=fields.connection_uri,
+        endpoint=endpoint_of(fields, await _private_key(session, fields.ssh_key_id)),
         username=credentials.username if credentials else None,
         password=credentials.password.get_secret_value() if credentials and credentials.password else None,
         storage_pool=fields.storage_pool,
@@ -201,7 +218,10 @@ class NodeService:
                 credentials = credentials_of(session, node)
             except CredentialsUnreadable as error:
                 return ConnectionTestResult(ok=False, status=NodeStatus.UNHEALTHY, error=str(error))
-        return test_result(await _probe_fields(data, credentials))
+        try:
+            return test_result(await _probe_fields(session, data, credentials))
+        except NodeKeyUnreadable as error:
+            return ConnectionTestResult(ok=False, status=NodeStatus.UNHEALTHY, error=error.message)
 
     async def _check_location(self, session: AsyncSession, location_id: int) -> None:
         if await locations_repository.get(session, location_id) is None:
@@ -212,7 +232,7 @@ class NodeService:
         await self._check_location(session, data.location_id)
         if await repository.get_by_name(session, data.name) is not None:
             raise NodeNameTaken()
-        result = await _probe_fields(data, data.credentials)
+        result = await _probe_fields(session, data, data.credentials)
         if not result.ok and not data.allow_unreachable:
             raise _unreachable(result)
         capacity = {
@@ -229,7 +249,7 @@ class NodeService:
             name=data.name,
             location_id=data.location_id,
             driver=data.driver,
-            connection_uri=data.connection_uri,
+            **data.model_dump(include=set(ENDPOINT_FIELDS)),
             storage_pool=data.storage_pool,
             network=data.network,
             domain_type=data.domain_type,
@@ -277,9 +297,9 @@ class NodeService:
             raise NodeNameTaken()
         merged = {name: changes.get(name, getattr(node, name)) for name in CONNECTION_FIELDS}
         try:
-            check_uri(merged["connection_uri"], merged["driver"])
+            check_endpoint(merged["driver"], merged)
         except ValueError as error:
-            raise ValidationFailed(str(error), details={"field": "connection_uri"}) from None
+            raise ValidationFailed(str(error), details={"field": "transport"}) from None
         before = _snapshot(node)
         if CONNECTION_FIELDS & set(changes) or credentials_change is not None:
             result = await self._probe_update(session, node, merged, new_credentials, credentials_change)
@@ -327,7 +347,7 @@ class NodeService:
             except CredentialsUnreadable as error:
                 return ProbeResult(status=NodeStatus.UNHEALTHY, error=str(error))
         connection = NodeConnectionFields.model_validate({**fields, "credentials": None})
-        return await _probe_fields(connection, credentials)
+        return await _probe_fields(session, connection, credentials)
 
     async def set_maintenance(
         self, session: AsyncSession, principal: Principal, node_id: int, enabled: bool

@@ -18,12 +18,16 @@ from starlette.datastructures import FormData
 
 from corral.auth.deps import require
 from corral.auth.principal import Principal
+from corral.drivers.base import Transport
 from corral.drivers.registry import driver_kinds
 from corral.kit.errors import PanelError, ValidationFailed
 from corral.locations.service import locations
+from corral.node_keys.service import node_keys
 from corral.nodes.errors import CapacityUnknown, NodeInUse, NodeNameTaken, NodeUnreachable, UnknownLocation
 from corral.nodes.schemas import (
+    ENDPOINT_FIELDS,
     MAX_ID,
+    TRANSPORT_LABELS,
     ConnectionTestResult,
     NodeConnectionTest,
     NodeCreate,
@@ -56,7 +60,8 @@ DONE: dict[str, str] = {
     "checked": "Health check done.",
     "deleted": "Node deleted.",
 }
-TEXT_FIELDS = ("name", "location_id", "driver", "connection_uri", "storage_pool", "network", "domain_type")
+CONNECTION_FIELDS = ("driver", *ENDPOINT_FIELDS, "storage_pool", "network", "domain_type")
+TEXT_FIELDS = ("name", "location_id", *CONNECTION_FIELDS)
 NUMBER_FIELDS = (
     "cpu_total",
     "memory_total_mib",
@@ -66,10 +71,21 @@ NUMBER_FIELDS = (
     "disk_oversell",
 )
 FLAGS = ("maintenance", "allow_unreachable", "clear_credentials")
+_NOT_FOR_TRANSPORT: dict[str, tuple[str, ...]] = {
+    Transport.TEST: ENDPOINT_FIELDS[1:],
+    Transport.LOCAL: ENDPOINT_FIELDS[1:],
+    Transport.TLS: ("ssh_user", "ssh_key_id", "ssh_host_key"),
+}
 # What to say next to a field, instead of pydantic's wording.
 HINTS: dict[str, str] = {
     "name": "1-100 letters, digits, dots, dashes or underscores.",
     "location_id": "Choose a location.",
+    "transport": "Choose how the panel reaches the node.",
+    "host": "The node's DNS name or IP address only: no user, port, path or options.",
+    "port": "A port from 1 to 65535, or empty for the default.",
+    "ssh_user": "The login on the node: lowercase letters, digits, dashes or underscores.",
+    "ssh_key_id": "Choose one of the panel's node SSH keys.",
+    "ssh_host_key": "One line such as ssh-ed25519 AAAA…: the node's /etc/ssh/ssh_host_ed25519_key.pub.",
     "storage_pool": "A storage pool name on the node, e.g. default.",
     "network": "A network or bridge name on the node, e.g. default.",
     "cpu_total": "A whole number of CPU threads above 0, or empty to use what the node reports.",
@@ -82,8 +98,10 @@ HINTS: dict[str, str] = {
 
 
 def _text(form: FormData, name: str) -> str:
+    # Spaces only: a control character (a newline, a NUL) is left for the schema to refuse, not
+    # quietly trimmed away.
     value = form.get(name)
-    return value.strip()[:4000] if isinstance(value, str) else ""
+    return value.strip(" ")[:4000] if isinstance(value, str) else ""
 
 
 def read_form(form: FormData) -> dict[str, Any]:
@@ -95,8 +113,13 @@ def read_form(form: FormData) -> dict[str, Any]:
 
 
 def _payload(values: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """Schema input from form values: empty text means "not given"."""
-    payload = {name: values[name] for name in names if values.get(name) not in ("", None)}
+    """Schema input from form values: empty text means "not given". The form shows every
+    connection field at once, so those that do not go with the chosen transport are left out
+    (switching an ssh node to local needs no clearing); the API, by contrast, refuses them."""
+    skipped = set(_NOT_FOR_TRANSPORT.get(str(values.get("transport")), ()))
+    payload = {
+        name: values[name] for name in names if values.get(name) not in ("", None) and name not in skipped
+    }
     if values.get("username") or values.get("password"):
         payload["credentials"] = {
             "username": values.get("username") or None,
@@ -130,7 +153,7 @@ def _panel_error_field(error: PanelError) -> str:
     if isinstance(error, CapacityUnknown):
         return "cpu_total"
     if isinstance(error, NodeUnreachable):
-        return "connection_uri"
+        return "host"
     return "form"
 
 
@@ -163,6 +186,8 @@ async def _form_page(
         "unreachable": unreachable,
         "locations": await locations.choices(session, principal),
         "drivers": driver_kinds(),
+        "transports": list(TRANSPORT_LABELS.items()),
+        "keys": await node_keys.choices(session, principal),
     }
     return render(request, FORM_TEMPLATE, context, status_code=status_code)
 
@@ -171,6 +196,7 @@ def _values_of(node: Any) -> dict[str, Any]:
     if node is None:
         return {
             "driver": "libvirt",
+            "transport": "ssh",
             "storage_pool": "default",
             "network": "default",
             "domain_type": "kvm",
@@ -233,7 +259,7 @@ async def test_connection(request: Request, session: DbSession, principal: Manag
     form = await request.form()
     values = read_form(form)
     node_id = _text(form, "node_id")
-    payload = _payload(values, ("driver", "connection_uri", "storage_pool", "network", "domain_type"))
+    payload = _payload(values, CONNECTION_FIELDS)
     if node_id.isdigit():
         payload["node_id"] = int(node_id)
     result: ConnectionTestResult | None = None

@@ -86,9 +86,27 @@ TEMPLATES: Mapping[str, EmailTemplate] = MappingProxyType(
                 {"changed_at"},
             ),
             _template(
+                "unfinished_order",
+                "A server's setup was never finished: its order is released (server deleted, address "
+                "freed) at release_at unless the setup is finished first. Sent once per server.",
+                {"link", "name", "server_name", "ordered_at", "release_at"},
+            ),
+            _template(
                 "welcome",
                 "After the address is verified: the account is ready.",
                 {"name"},
+            ),
+            _template(
+                "passkey_enrolment",
+                "A single-use link to add the first passkey of an operator or super-admin account.",
+                {"link", "name", "role", "valid_minutes"},
+            ),
+            _template(
+                "second_factor_changed",
+                "Notice that a passkey or the authenticator app was added or removed, and what to do "
+                "if it was not the owner. Never carries a secret.",
+                {"name", "change", "changed_at", "security_link", "reset_link"},
+                {"detail", "ip"},
             ),
         )
     }

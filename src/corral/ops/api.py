@@ -7,14 +7,14 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from corral import __version__
-from corral.auth.deps import PUBLIC
+from corral.auth.deps import MACHINE
 from corral.ops.schemas import HealthRead, ReadinessRead
 from corral.ops.service import ops_service
 from corral.web.deps import DbSession
 
-# Probes answer anyone: load balancers and Prometheus have no session. /metrics belongs behind the
-# reverse proxy's access rules (see README).
-router = APIRouter(tags=["operations"], dependencies=[PUBLIC])
+# Probes answer anyone and ignore Authorization and cookies: load balancers and Prometheus have no
+# session. /metrics belongs behind the reverse proxy's access rules (see README).
+router = APIRouter(tags=["operations"], dependencies=[MACHINE])
 
 
 @router.get("/health", response_model=HealthRead)

@@ -15,7 +15,13 @@ from pydantic import ValidationError
 
 from corral.auth.deps import require
 from corral.auth.principal import Principal
-from corral.panel_settings.schemas import MAX_SERVER_LIMIT, MIN_SERVER_LIMIT, PanelSettingsUpdate
+from corral.panel_settings.schemas import (
+    MAX_SERVER_LIMIT,
+    MAX_UNFINISHED_DAYS,
+    MIN_SERVER_LIMIT,
+    MIN_UNFINISHED_DAYS,
+    PanelSettingsUpdate,
+)
 from corral.panel_settings.service import panel_settings
 from corral.rbac.permissions import Permission
 from corral.web.deps import DbSession
@@ -32,6 +38,7 @@ FormText = Annotated[str, Form(max_length=100)]
 DONE: dict[str, str] = {"saved": "Settings saved."}
 HINTS: dict[str, str] = {
     "customer_server_limit": f"Give a whole number from {MIN_SERVER_LIMIT} to {MAX_SERVER_LIMIT}.",
+    "unfinished_order_days": f"Give a number of days from {MIN_UNFINISHED_DAYS} to {MAX_UNFINISHED_DAYS}.",
 }
 
 
@@ -51,6 +58,7 @@ async def _page(
         "errors": errors or {},
         "toasts": toasts or [],
         "limits": (MIN_SERVER_LIMIT, MAX_SERVER_LIMIT),
+        "unfinished_limits": (MIN_UNFINISHED_DAYS, MAX_UNFINISHED_DAYS),
     }
     return render(request, PAGE, context, status_code=status_code)
 
@@ -69,11 +77,13 @@ async def save_settings(
     principal: Manager,
     require_customer_2fa: FormText = "",
     customer_server_limit: FormText = "",
+    unfinished_order_days: FormText = "",
 ) -> Response:
     # An unticked checkbox is simply absent from the post: that means "off", not "unchanged".
     form = {
         "require_customer_2fa": require_customer_2fa == "on",
         "customer_server_limit": customer_server_limit.strip(),
+        "unfinished_order_days": unfinished_order_days.strip(),
     }
     try:
         data = PanelSettingsUpdate.model_validate(form)

@@ -16,12 +16,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationInfo,
     field_validator,
 )
 
-from corral.locations.schemas import MAX_ID, Name, Slug, upper
+from corral.locations.schemas import MAX_ID, Name, Slug
 from corral.models.locations import Location
 from corral.models.plans import Plan
 from corral.plans.money import ISO_4217, PriceError, format_price, parse_price, price_amount
@@ -42,8 +43,7 @@ def _price_text(value: Any) -> Any:
 
 Currency = Annotated[
     str,
-    BeforeValidator(upper),
-    StringConstraints(min_length=3, max_length=3),
+    StringConstraints(strip_whitespace=True, to_upper=True, pattern=r"^[A-Za-z]{3}$"),
     Field(description="ISO 4217 currency code, e.g. `USD`, `EUR`, `JPY`."),
 ]
 PriceText = Annotated[
@@ -114,7 +114,8 @@ class PlanCreate(_PlanFields):
     # Before the price: the price's check reads it.
     currency: Currency
     price: PriceText
-    active: bool = True
+    # Strict: JSON `"yes"`, `1` or `"true"` is an error, not a yes (forms map their checkbox first).
+    active: StrictBool = True
     location_ids: LocationIds = []
 
     _currency = field_validator("currency")(_check_currency)
@@ -140,7 +141,7 @@ class PlanUpdate(_PlanFields):
     currency: Currency | None = None
     # Checked even when left out, so a currency without a price is refused.
     price: Annotated[PriceText | None, Field(validate_default=True)] = None
-    active: bool | None = None
+    active: StrictBool | None = None
     location_ids: LocationIds | None = None
 
     _currency = field_validator("currency")(_check_currency)

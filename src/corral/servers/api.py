@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import Path
+from fastapi import Path, Query, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.auth.api import api_router
@@ -45,6 +45,17 @@ Reader = Annotated[Principal, require(Permission.SERVERS_READ)]
 Manager = Annotated[Principal, require(Permission.SERVERS_MANAGE)]
 
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: _ERROR}
+JobCursor = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_ID, description="Only jobs older than this job id: the last id of the previous page."),
+]
+JobPageSize = Annotated[int, Query(ge=1, le=100, description="Jobs per page, 1-100.")]
+_NEXT_PAGE = {
+    "Link": {
+        "description": 'Present when older jobs remain: `<…?before=<last id>&limit=<n>>; rel="next"`.',
+        "schema": {"type": "string"},
+    }
+}
 _ACTION: dict[int | str, dict[str, Any]] = {404: _ERROR, 409: _ERROR}
 
 
@@ -92,8 +103,9 @@ async def rename_server(
 async def setup_server(
     session: DbSession, principal: Manager, server_id: ServerId, data: ServerSetupCreate
 ) -> JobAccepted:
-    """Phase two: operating system, hostname, SSH keys (saved ids and/or pasted keys) and an optional
-    root password; a job builds the server."""
+    """Phase two: operating system, hostname, SSH keys (saved ids and/or pasted keys) and a root
+    password, at least one key or the password (a 422 otherwise: nobody could sign in); a job builds
+    the server."""
     setup = await servers.prepare_setup(session, principal.user_id, data)
     job_id = await servers.setup(session, principal.actor, server_id, setup, owner_id=principal.user_id)
     return JobAccepted(job_id=job_id, server=await _read(session, principal, server_id))
@@ -114,7 +126,7 @@ async def reinstall_server(
     session: DbSession, principal: Manager, server_id: ServerId, data: ServerReinstall
 ) -> JobAccepted:
     """Wipe the disk and install `template_id` again with `hostname`; `confirm` must be the server's
-    current hostname."""
+    current hostname. As for the setup, at least one SSH key or a root password is required."""
     setup = await servers.prepare_setup(session, principal.user_id, data)
     job_id = await servers.reinstall_confirmed(
         session, principal.actor, server_id, setup, data.confirm, owner_id=principal.user_id
@@ -122,12 +134,28 @@ async def reinstall_server(
     return JobAccepted(job_id=job_id, server=await _read(session, principal, server_id))
 
 
-@router.get("/{server_id}/jobs", response_model=list[ServerJobRead], responses=_NOT_FOUND)
-async def list_server_jobs(session: DbSession, principal: Reader, server_id: ServerId) -> list[ServerJobRead]:
-    """The server's task timeline, newest first: state, attempts and log lines of each job."""
-    return [
-        ServerJobRead.of(job) for job in await servers.jobs(session, server_id, owner_id=principal.user_id)
-    ]
+@router.get(
+    "/{server_id}/jobs",
+    response_model=list[ServerJobRead],
+    responses={200: {"headers": _NEXT_PAGE}, **_NOT_FOUND},
+)
+async def list_server_jobs(
+    session: DbSession,
+    principal: Reader,
+    server_id: ServerId,
+    response: Response,
+    before: JobCursor = None,
+    limit: JobPageSize = 50,
+) -> list[ServerJobRead]:
+    """The server's task timeline, newest first: state, attempts and log lines of each job, a page
+    at a time. For the next (older) page pass `before` = the last job's id, or follow the `Link`
+    header's `rel="next"`, sent while older jobs remain."""
+    found = await servers.jobs(session, server_id, owner_id=principal.user_id, before=before, limit=limit + 1)
+    page = list(found[:limit])
+    if len(found) > limit:
+        next_url = f"/api/v1/servers/{server_id}/jobs?before={page[-1].id}&limit={limit}"
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return [ServerJobRead.of(job) for job in page]
 
 
 @router.post(

@@ -59,6 +59,11 @@ from corral.servers.errors import (
 )
 from corral.servers.service import servers
 
+# Defined with the server's status badge (one place says what "being deleted" means); kept
+# importable from here, where the cancellation rules live.
+from corral.servers.status import locked_for_deletion as locked_for_deletion
+from corral.servers.status import pending_cancellation as pending_cancellation
+
 Outcome = Literal["started", "waiting", "completed", "failed", "gave_up"]
 
 PROCESSOR = Actor.system("servers.process_cancellations")
@@ -68,22 +73,6 @@ RETRY_CAP = timedelta(hours=1)
 ERROR_MAX = 2000
 _GONE = (ServerStatus.DELETING.value, ServerStatus.DELETED.value)
 _DESTROY = "server.destroy"
-
-
-def locked_for_deletion(server: Server) -> bool:
-    """True once nothing may be done with the server any more: an immediate cancellation was asked
-    for, or the deletion has started (or finished). Its page is then the "Deletion in progress"
-    screen, and power, reinstall and console are refused."""
-    return server.cancel_mode == CancelMode.IMMEDIATE.value or server.status in _GONE
-
-
-def pending_cancellation(server: Server) -> bool:
-    """A grace cancellation that has not started: the PENDING CANCELLATION badge."""
-    return (
-        server.cancel_mode == CancelMode.GRACE.value
-        and server.cancel_due_at is not None
-        and server.status not in _GONE
-    )
 
 
 def revocable(server: Server, now: datetime | None = None) -> bool:

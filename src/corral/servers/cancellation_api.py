@@ -19,6 +19,7 @@ from corral.auth.api import api_router
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.auth.schemas import ErrorRead
+from corral.kit.text import SingleLine
 from corral.models.servers import CancelMode, Server
 from corral.rbac.permissions import Permission
 from corral.servers.cancellation import cancellations, locked_for_deletion, pending_cancellation, revocable
@@ -45,7 +46,7 @@ class CancellationCreate(BaseModel):
         description="`grace`: deleted after the grace period (30 days), revocable until then. "
         "`immediate`: deleted within 5 minutes; cannot be revoked."
     )
-    confirm: str | None = Field(
+    confirm: SingleLine | None = Field(
         default=None, max_length=64, description="The server's name, required for `immediate`."
     )
 

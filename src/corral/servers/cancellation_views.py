@@ -17,10 +17,12 @@ from fastapi.responses import HTMLResponse, Response
 
 from corral.auth.deps import require
 from corral.auth.principal import Principal
+from corral.kit.text import SingleLine
 from corral.models.servers import CancelMode, Server
 from corral.rbac.permissions import Permission
 from corral.servers.cancellation import cancellations, locked_for_deletion
 from corral.servers.errors import CancellationNotConfirmed
+from corral.servers.status import display_status
 from corral.web.deps import DbSession
 from corral.web.rendering import redirect, render
 
@@ -30,7 +32,7 @@ MAX_ID = 2**63 - 1
 ServerId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Reader = Annotated[Principal, require(Permission.SERVERS_READ)]
 Manager = Annotated[Principal, require(Permission.SERVERS_MANAGE)]
-FormText = Annotated[str, Form(max_length=200)]
+FormText = Annotated[SingleLine, Form(max_length=200)]
 
 PAGE_TEMPLATE = "servers/cancel.html"
 DELETING_TEMPLATE = "servers/deleting.html"
@@ -45,9 +47,11 @@ def _page(
     errors: dict[str, str] | None = None,
     status_code: int = 200,
 ) -> HTMLResponse:
+    display = display_status(server)
     if locked_for_deletion(server):
-        return render(request, DELETING_TEMPLATE, {"server": server}, status_code=status_code)
-    context = {"server": server, "cancel_form": form or {}, "cancel_errors": errors or {}}
+        context = {"server": server, "display": display}
+        return render(request, DELETING_TEMPLATE, context, status_code=status_code)
+    context = {"server": server, "display": display, "cancel_form": form or {}, "cancel_errors": errors or {}}
     return render(request, PAGE_TEMPLATE, context, status_code=status_code, block=PANEL_BLOCK)
 
 

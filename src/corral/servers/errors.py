@@ -98,3 +98,15 @@ class ReinstallNotConfirmed(ValidationFailed):
 
     code = "reinstall_not_confirmed"
     default_message = "Type the server's hostname exactly to confirm the reinstall."
+
+
+class NoWayToSignIn(ValidationFailed):
+    """A setup or reinstall that would leave a server nobody can sign in to: no SSH key (saved or
+    pasted) and no root password. One rule for the wizard, the reinstall form and the API; the
+    schema (``ServerSetupCreate``) and the service (``ServerService``) both apply it."""
+
+    code = "no_login_method"
+    default_message = (
+        "Give at least one way to sign in to the server: an SSH key (ssh_key_ids or ssh_keys) "
+        "or a root_password."
+    )

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.auth.errors import MissingPermission
@@ -16,6 +16,7 @@ from corral.rbac.permissions import Permission
 from corral.servers import fleet_repository
 from corral.servers.errors import ServerNotFound
 from corral.servers.fleet_repository import FleetRow
+from corral.servers.status import DisplayCode
 
 PAGE_SIZE = 50
 
@@ -43,6 +44,9 @@ class FleetServerRead(BaseModel):
     cancel_error: str | None
     cancel_failed: bool
     cancel_given_up: bool
+    display_status: DisplayCode = Field(
+        description="What the server's badge says, as its owner sees it (see ServerRead.display_status)."
+    )
 
     @classmethod
     def of(cls, row: FleetRow) -> FleetServerRead:
@@ -68,6 +72,7 @@ class FleetServerRead(BaseModel):
             cancel_error=server.cancel_error,
             cancel_failed=row.cancel_failed,
             cancel_given_up=row.cancel_given_up,
+            display_status=row.display.code,
         )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from corral.models.nodes import Node
 from corral.models.servers import Server, ServerStatus
 from corral.models.users import User
+from corral.servers.status import DisplayStatus, display_status
 
 # Filters of the staff list besides the plain statuses.
 SUSPENDED = "suspended"
@@ -46,6 +47,11 @@ class FleetRow:
     @property
     def cancel_given_up(self) -> bool:
         return cancel_given_up(self.server)
+
+    @property
+    def display(self) -> DisplayStatus:
+        """The server's badge, as its owner sees it (servers/status.py)."""
+        return display_status(self.server)
 
 
 def cancel_failed(server: Server) -> bool:

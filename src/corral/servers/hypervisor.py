@@ -10,9 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from corral.drivers.base import HypervisorDriver
 from corral.jobs.errors import PermanentJobError
 from corral.models.nodes import Node
+from corral.node_keys.errors import NodeKeyUnreadable
 from corral.nodes import probe
-from corral.nodes.credentials import credentials_of
-from corral.nodes.health import target_of
+from corral.nodes.errors import ConnectionNotSet
+from corral.nodes.health import stored_target
 
 
 @asynccontextmanager
@@ -21,5 +22,9 @@ async def open_driver(session: AsyncSession, node_id: int | None) -> AsyncIterat
     node = await session.get(Node, node_id) if node_id is not None else None
     if node is None:
         raise PermanentJobError("the server is not placed on a node")
-    async with probe.open_driver(target_of(node, credentials_of(session, node))) as driver:
+    try:
+        target = await stored_target(session, node)
+    except (ConnectionNotSet, NodeKeyUnreadable) as error:  # an operator must act: retrying cannot help
+        raise PermanentJobError(error.message) from error
+    async with probe.open_driver(target) as driver:
         yield driver

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -13,6 +14,7 @@ from corral.models.locations import Location
 from corral.models.nodes import DriftReport, Node, NodeStatus, NodeTemplate, OsTemplate
 from corral.models.plans import Plan
 from corral.models.servers import Server, ServerStatus
+from corral.models.users import User
 
 # Servers in these states hold no resources on their node.
 RELEASED_STATUSES = (ServerStatus.DELETED.value,)
@@ -231,3 +233,44 @@ async def node_names(session: AsyncSession, node_ids: set[int]) -> dict[int, str
         return {}
     rows = await session.execute(select(Node.id, Node.name).where(Node.id.in_(node_ids)))
     return {int(row[0]): str(row[1]) for row in rows}
+
+
+async def unfinished_to_remind(
+    session: AsyncSession, ordered_before: datetime, *, limit: int
+) -> Sequence[tuple[Server, str, str]]:
+    """Orders still awaiting setup, made before ``ordered_before``, whose owner has not been told
+    they will be released, oldest first, with the owner's email and name. Row-locked with ``SKIP
+    LOCKED``: an overlapping run (or the owner finishing the setup right now) has the others."""
+    statement = (
+        select(Server, User.email, User.name)
+        .join(User, User.id == Server.user_id)
+        .where(
+            Server.status == ServerStatus.AWAITING_SETUP.value,
+            Server.created_at <= ordered_before,
+            Server.setup_reminder_sent_at.is_(None),
+        )
+        .order_by(Server.created_at, Server.id)
+        .limit(limit)
+        .with_for_update(of=Server, skip_locked=True)
+    )
+    rows = await session.execute(statement)
+    return [(row[0], str(row[1]), str(row[2] or "")) for row in rows]
+
+
+async def unfinished_to_release(
+    session: AsyncSession, ordered_before: datetime, reminded_before: datetime, *, limit: int
+) -> Sequence[Server]:
+    """Orders still awaiting setup, made before ``ordered_before``, whose owner was told before
+    ``reminded_before``; oldest first, row-locked with ``SKIP LOCKED``."""
+    statement = (
+        select(Server)
+        .where(
+            Server.status == ServerStatus.AWAITING_SETUP.value,
+            Server.created_at <= ordered_before,
+            Server.setup_reminder_sent_at <= reminded_before,
+        )
+        .order_by(Server.created_at, Server.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (await session.execute(statement)).scalars().all()

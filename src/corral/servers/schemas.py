@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic_core import PydanticCustomError
 
 from corral.jobs.schemas import JobLogRead, JobRead, JobStatus
+from corral.kit.text import SingleLine
 from corral.locations.schemas import MAX_ID
 from corral.models.servers import Server, ServerStatus
-from corral.servers.naming import MAX_NAME, NameRefused, normalise_display_name, normalise_hostname
+from corral.servers.errors import NoWayToSignIn
+from corral.servers.naming import (
+    MAX_HOSTNAME,
+    MAX_NAME,
+    NameRefused,
+    normalise_display_name,
+    normalise_hostname,
+)
 from corral.servers.root_password import MAX_LENGTH, MIN_LENGTH
+from corral.servers.status import DisplayCode, DisplayStatus, display_status
+from corral.ssh_keys.parsing import MAX_INPUT_BYTES
 
 MAX_PASTED_KEYS = 20
 MAX_KEY_IDS = 50
@@ -44,21 +55,22 @@ def _hostname(value: str) -> str:
 
 
 DisplayName = Annotated[
-    str,
-    StringConstraints(max_length=MAX_NAME * 4),
+    SingleLine,
+    # The naming rules' own limits, so the schema states them; the validator adds what a JSON
+    # Schema cannot say (not blank, no invisible characters, no web addresses, no slurs).
+    StringConstraints(min_length=1, max_length=MAX_NAME),
     AfterValidator(_display_name),
     Field(description=f"What the panel calls the server: 1-{MAX_NAME} characters, no web addresses."),
 ]
 Hostname = Annotated[
-    str,
-    StringConstraints(max_length=300),
+    SingleLine,
+    StringConstraints(min_length=1, max_length=MAX_HOSTNAME),
     AfterValidator(_hostname),
     Field(description="RFC 1123 hostname, e.g. `web-1` or `web-1.example.com`; stored lower-cased."),
-    # (The length cap before validation only bounds the work; the hostname rules say 253.)
 ]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 RootPassword = Annotated[
-    str,
+    SingleLine,
     StringConstraints(min_length=MIN_LENGTH, max_length=MAX_LENGTH),
     Field(description=f"Optional root password, {MIN_LENGTH}-{MAX_LENGTH} characters; stored only hashed."),
 ]
@@ -96,15 +108,24 @@ class ServerSetupCreate(BaseModel):
         default_factory=list, description="Ids of SSH keys saved on your account."
     )
     ssh_keys: Annotated[
-        list[Annotated[str, StringConstraints(max_length=16_384)]], Field(max_length=MAX_PASTED_KEYS)
+        list[Annotated[SingleLine, StringConstraints(max_length=MAX_INPUT_BYTES)]],
+        Field(max_length=MAX_PASTED_KEYS),
     ] = Field(default_factory=list, description="Public keys pasted for this server only (OpenSSH format).")
     root_password: RootPassword | None = None
+
+    @model_validator(mode="after")
+    def _some_way_to_sign_in(self) -> Self:
+        """A server built with no key and no password cannot be reached: refuse it here, before
+        anything is looked up (the service checks the resolved keys again)."""
+        if not (self.ssh_key_ids or any(key.strip() for key in self.ssh_keys) or self.root_password):
+            raise PydanticCustomError(NoWayToSignIn.code, NoWayToSignIn.default_message)
+        return self
 
 
 class ServerReinstall(ServerSetupCreate):
     """A reinstall wipes the disk: the current hostname is typed back as ``confirm``."""
 
-    confirm: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)]
+    confirm: Annotated[SingleLine, StringConstraints(strip_whitespace=True, max_length=300)]
 
 
 class ServerPower(BaseModel):
@@ -138,12 +159,27 @@ class ServerRead(BaseModel):
     suspended: bool = False
     cancel_mode: str | None = None
     cancel_due_at: datetime | None = None
+    display_status: DisplayCode = Field(
+        default=DisplayCode.UNKNOWN,
+        description=(
+            "What the panel's badge says, derived from all of the above in one priority order: "
+            "deleted, deleting, suspended, payment_overdue, pending_cancellation, then the "
+            "lifecycle (awaiting_setup, building, reinstalling, failed), then the power state."
+        ),
+    )
 
     @classmethod
-    def of(cls, server: Server, addresses: list[str] | None = None) -> ServerRead:
+    def of(
+        cls, server: Server, addresses: list[str] | None = None, *, display: DisplayStatus | None = None
+    ) -> ServerRead:
         read = cls.model_validate(server)
+        shown = display or display_status(server)
         return read.model_copy(
-            update={"addresses": addresses or [], "suspended": server.suspended_at is not None}
+            update={
+                "addresses": addresses or [],
+                "suspended": server.suspended_at is not None,
+                "display_status": shown.code,
+            }
         )
 
 
@@ -193,6 +229,11 @@ class ServerView:
     template_name: str | None = None
     addresses: list[str] = field(default_factory=list)
     jobs: list[JobRead] = field(default_factory=list)
+    # The timeline: the page polls with ``jobs_since`` (the oldest job id it first showed, 0 for
+    # none) so no job drops out of view; ``older_jobs_before`` is the "Show older" cursor, None
+    # when there is nothing older.
+    jobs_since: int = 0
+    older_jobs_before: int | None = None
 
     @property
     def busy_job(self) -> JobRead | None:
@@ -200,36 +241,15 @@ class ServerView:
         return next((job for job in self.jobs if job.status in ("todo", "doing")), None)
 
     @property
-    def state(self) -> tuple[str, str]:
-        """(badge colour, text) for the status badge: the lifecycle while not active, else the
-        power state, with an operation in flight shown as such."""
-        server = self.server
-        if server.suspended_at is not None:
-            return "suspended", "Suspended"
-        status = server.status
-        if status == ServerStatus.ACTIVE.value:
-            busy = self.busy_job
-            if busy is not None and busy.task_name == "server.power":
-                action = str(busy.args.get("action", ""))
-                label = {"start": "Starting", "shutdown": "Shutting down", "restart": "Restarting"}
-                return "pending", label.get(action, "Stopping")
-            power = server.power_state
-            colour = {"running": "running", "stopped": "stopped", "crashed": "error"}.get(power, "info")
-            return colour, power.capitalize()
-        colours = {
-            "awaiting_setup": "info",
-            "provisioning": "provisioning",
-            "reinstalling": "provisioning",
-            "deleting": "pending",
-            "failed": "failed",
-            "deleted": "stopped",
-        }
-        labels = {
-            "awaiting_setup": "Awaiting setup",
-            "provisioning": "Building",
-            "reinstalling": "Reinstalling",
-        }
-        return colours.get(status, "info"), labels.get(status, status.replace("_", " ").capitalize())
+    def display(self) -> DisplayStatus:
+        """The server's badge (servers/status.py), with a power operation in flight shown as such."""
+        busy = self.busy_job
+        action = (
+            str(busy.args.get("action", ""))
+            if busy is not None and busy.task_name == "server.power"
+            else None
+        )
+        return display_status(self.server, power_action=action)
 
     @property
     def transitional(self) -> bool:
@@ -240,7 +260,7 @@ class ServerView:
         return 2 if self.transitional else 10
 
     def read(self) -> ServerRead:
-        return ServerRead.of(self.server, self.addresses)
+        return ServerRead.of(self.server, self.addresses, display=self.display)
 
 
 def task_label(job: JobRead) -> str:

@@ -30,6 +30,7 @@ from corral.plans.service import plans
 from corral.servers import repository
 from corral.servers.errors import (
     InvalidServerState,
+    NoWayToSignIn,
     ReinstallNotConfirmed,
     ServerBeingDeleted,
     ServerBusy,
@@ -80,6 +81,30 @@ class ServerSetup:
     ssh_keys: Sequence[str] = ()
     root_password_hash: str | None = None
 
+
+@dataclass(frozen=True)
+class ServerAllowance:
+    """How many servers a customer has (deleted ones left out) against the panel's limit."""
+
+    used: int
+    limit: int
+
+    @property
+    def reached(self) -> bool:
+        return self.used >= self.limit
+
+    def refusal(self) -> ServerLimitReached:
+        limit = self.limit
+        return ServerLimitReached(
+            f"You have reached your limit of {limit} server{'s' if limit != 1 else ''}.",
+            details={"limit": limit},
+        )
+
+
+# The server page's timeline: its newest jobs, then older ones a page at a time ("Show older");
+# polling keeps at most TIMELINE_MAX of the newest in view.
+TIMELINE_PAGE = 10
+TIMELINE_MAX = 100
 
 # A server can be set up while it waits for its first setup, or after a build the node refused.
 SETUP_STATES = (ServerStatus.AWAITING_SETUP.value, ServerStatus.FAILED.value)
@@ -136,12 +161,9 @@ class ServerService:
                 existing = await repository.owned(session, user_id, earlier)
                 if existing is not None:
                     return existing
-        limit = (await panel_settings.current(session)).customer_server_limit
-        if await repository.count_owned(session, user_id) >= limit:
-            raise ServerLimitReached(
-                f"You have reached your limit of {limit} server{'s' if limit != 1 else ''}.",
-                details={"limit": limit},
-            )
+        allowance = await self.allowance(session, user_id)
+        if allowance.reached:
+            raise allowance.refusal()
         plan = await plans.get_orderable(session, order.plan_id, order.location_id)
         return await self.reserve(
             session,
@@ -158,6 +180,11 @@ class ServerService:
             ),
         )
 
+    async def allowance(self, session: AsyncSession, user_id: int) -> ServerAllowance:
+        """The customer's servers against the limit: shown before an order, checked by one."""
+        limit = (await panel_settings.current(session)).customer_server_limit
+        return ServerAllowance(used=await repository.count_owned(session, user_id), limit=limit)
+
     async def get(
         self, session: AsyncSession, server_id: int, *, owner_id: int, with_deleted: bool = False
     ) -> Server:
@@ -172,13 +199,30 @@ class ServerService:
         return await self._views(session, await repository.owned_list(session, owner_id))
 
     async def view(
-        self, session: AsyncSession, server_id: int, *, owner_id: int, with_deleted: bool = False
+        self,
+        session: AsyncSession,
+        server_id: int,
+        *,
+        owner_id: int,
+        with_deleted: bool = False,
+        jobs_since: int | None = None,
     ) -> ServerView:
-        """One server for its page: names, addresses and its task timeline."""
+        """One server for its page: names, addresses and its task timeline.
+
+        The timeline holds the newest :data:`TIMELINE_PAGE` jobs (older ones come a page at a time,
+        see :meth:`jobs`), or with ``jobs_since`` every job from that id up: the page polls with
+        the oldest id it first showed, so a new job never pushes one out of view.
+        """
         server = await self.get(session, server_id, owner_id=owner_id, with_deleted=with_deleted)
         (view,) = await self._views(session, [server])
-        jobs = await job_service.list(session, lock=f"server:{server.id}", limit=30)
-        return replace(view, jobs=list(jobs))
+        lock = f"server:{server.id}"
+        if jobs_since is not None:
+            jobs = list(await job_service.list(session, lock=lock, since=jobs_since, limit=TIMELINE_MAX))
+            return replace(view, jobs=jobs, jobs_since=jobs_since)
+        rows = list(await job_service.list(session, lock=lock, limit=TIMELINE_PAGE + 1))
+        jobs = rows[:TIMELINE_PAGE]
+        older = jobs[-1].id if len(rows) > TIMELINE_PAGE else None
+        return replace(view, jobs=jobs, jobs_since=jobs[-1].id if jobs else 0, older_jobs_before=older)
 
     async def _views(self, session: AsyncSession, rows: Sequence[Server]) -> list[ServerView]:
         plan_names, location_names, template_names = await repository.names_for(session, rows)
@@ -196,10 +240,19 @@ class ServerService:
             for server in rows
         ]
 
-    async def jobs(self, session: AsyncSession, server_id: int, *, owner_id: int) -> Sequence[JobRead]:
-        """The server's task timeline: every job that held its lock, newest first."""
+    async def jobs(
+        self,
+        session: AsyncSession,
+        server_id: int,
+        *,
+        owner_id: int,
+        before: int | None = None,
+        limit: int = TIMELINE_PAGE,
+    ) -> Sequence[JobRead]:
+        """One page of the server's task timeline (the jobs that held its lock), newest first; the
+        next page is the jobs ``before`` the last one's id."""
         server = await self.get(session, server_id, owner_id=owner_id)
-        return await job_service.list(session, lock=f"server:{server.id}")
+        return await job_service.list(session, lock=f"server:{server.id}", before=before, limit=limit)
 
     async def rename(
         self, session: AsyncSession, actor: Actor, server_id: int, name: str, *, owner_id: int | None = None
@@ -400,7 +453,10 @@ class ServerService:
         status: ServerStatus,
     ) -> Server:
         """Point a server at the template and hostname it is (re)installed with, once it is in one
-        of the ``allowed`` states and the template is offered on its node; it moves to ``status``."""
+        of the ``allowed`` states and the template is offered on its node; it moves to ``status``.
+        A setup with no SSH key and no root password is refused: nobody could sign in to it."""
+        if not setup.ssh_keys and not setup.root_password_hash:
+            raise NoWayToSignIn()
         server = await self._actionable(session, server_id, owner_id)
         if server.status not in allowed:
             raise InvalidServerState(refusal)

@@ -18,6 +18,7 @@ from corral.auth.errors import MissingPermission
 from corral.auth.principal import Principal
 from corral.jobs.service import job_service
 from corral.kit.clock import utcnow
+from corral.kit.text import NORMALISED_NEWLINES, MultiLine
 from corral.models.servers import Server, ServerStatus
 from corral.rbac.permissions import Permission
 from corral.servers import fleet_repository
@@ -37,9 +38,10 @@ _MAY_RUN = (ServerStatus.PROVISIONING.value, ServerStatus.ACTIVE.value, ServerSt
 _GONE = (ServerStatus.DELETING.value, ServerStatus.DELETED.value)
 
 Reason = Annotated[
-    str,
+    MultiLine,
     StringConstraints(strip_whitespace=True, min_length=REASON_MIN, max_length=REASON_MAX),
     Field(description="Why (3-500 characters). The owner sees a suspension's reason."),
+    NORMALISED_NEWLINES,
 ]
 
 

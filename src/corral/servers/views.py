@@ -15,6 +15,7 @@ a page (and so commits the request) never keeps half of what was written.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Path, Query, Request
@@ -26,6 +27,8 @@ from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.kit.errors import Conflict, PanelError, ValidationFailed
 from corral.locations.schemas import MAX_ID
+from corral.models.servers import ServerStatus
+from corral.models.ssh_keys import SshKey
 from corral.plans.service import plans
 from corral.rbac.permissions import Permission
 from corral.servers.cancellation import locked_for_deletion
@@ -40,7 +43,8 @@ from corral.servers.schemas import (
     ServerView,
     task_label,
 )
-from corral.servers.service import SETUP_STATES, PlanOrder, servers
+from corral.servers.service import SETUP_STATES, TIMELINE_PAGE, PlanOrder, servers
+from corral.servers.unfinished import unfinished_orders
 from corral.ssh_keys.service import ssh_keys
 from corral.templates.service import templates
 from corral.web.deps import DbSession
@@ -54,6 +58,11 @@ JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Reader = Annotated[Principal, require(Permission.SERVERS_READ)]
 Manager = Annotated[Principal, require(Permission.SERVERS_MANAGE)]
 FormText = Annotated[str, Form(max_length=300)]
+# The timeline: the oldest job id the page first showed (see ServerService.view), sent back by its
+# polls and actions (hx-vals on the live block); and the cursor of an older page.
+Since = Annotated[int | None, Query(ge=0, le=MAX_ID)]
+SinceField = Annotated[int | None, Form(ge=0, le=MAX_ID)]
+Before = Annotated[int, Query(ge=1, le=MAX_ID)]
 LongText = Annotated[str, Form(max_length=200_000)]
 
 PAGE = "servers/detail.html"
@@ -70,6 +79,8 @@ HINTS: dict[str, str] = {
     "location_id": "Choose a location.",
     "template_id": "Choose an operating system.",
     "root_password": "Leave it empty, or use 12-128 characters.",
+    # The one rule across fields (NoWayToSignIn), said for a person rather than an API client.
+    "form": "Choose or paste at least one SSH key, or set a root password: otherwise nobody can sign in.",
 }
 POWER_DONE = {
     "start": "Starting the server.",
@@ -79,6 +90,9 @@ POWER_DONE = {
 }
 DONE.update({f"power_{action}": message for action, message in POWER_DONE.items()})
 DONE["retried"] = "Trying again."
+# Toasts announcing something under way are shown only while the server is still in that state:
+# "being built" on a server that already runs (a late or repeated visit) would be untrue.
+DONE_WHILE: dict[str, str] = {"setup": "provisioning", "reinstalling": "reinstalling"}
 
 
 # --- the list and the order ---------------------------------------------------------------------
@@ -94,7 +108,11 @@ async def server_list(
     )
 
 
-async def _order_page(request: Request, session: DbSession, page: FormPage = FormPage()) -> HTMLResponse:
+async def _order_page(
+    request: Request, session: DbSession, principal: Principal, page: FormPage = FormPage()
+) -> HTMLResponse:
+    # The limit is shown before the form is filled in; at the limit there is no form to fill in.
+    allowance = await servers.allowance(session, principal.user_id)
     offers = await plans.list_orderable(session)
     locations = {location.id: location for offer in offers for location in offer.locations}
     values = page.values(
@@ -111,13 +129,14 @@ async def _order_page(request: Request, session: DbSession, page: FormPage = For
         "offers": offers,
         "locations": sorted(locations.values(), key=lambda location: location.name),
         "form": values,
+        "allowance": allowance,
     }
     return page.render(request, "servers/order.html", context)
 
 
 @router.get("/servers/new", response_class=HTMLResponse)
 async def order_page(request: Request, session: DbSession, principal: Manager) -> HTMLResponse:
-    return await _order_page(request, session)
+    return await _order_page(request, session, principal)
 
 
 @router.post("/servers/new", response_class=HTMLResponse)
@@ -137,7 +156,7 @@ async def order_server(
         errors = field_errors(error, hints=HINTS)
         if "order_key" in errors:
             form.pop("order_key")  # a mangled key: give the form a new one
-        return await _order_page(request, session, FormPage(form, errors, status_code=422))
+        return await _order_page(request, session, principal, FormPage(form, errors, status_code=422))
     try:
         async with session.begin_nested():
             server = await servers.order(
@@ -153,10 +172,11 @@ async def order_server(
             )
     except ValidationFailed as error:  # the plan is not offered there (any more)
         return await _order_page(
-            request, session, FormPage(form, {"plan_id": error.message}, status_code=422)
+            request, session, principal, FormPage(form, {"plan_id": error.message}, status_code=422)
         )
     except Conflict as error:  # over the limit, no room, no addresses left
-        return await _order_page(request, session, FormPage(form, refusal=error.message, status_code=409))
+        page = FormPage(form, refusal=error.message, status_code=409)
+        return await _order_page(request, session, principal, page)
     return RedirectResponse(f"/servers/{server.id}/setup", status_code=303)
 
 
@@ -187,7 +207,7 @@ async def _wizard(
         "view": view,
         "server": server,
         "offered": offered,
-        "saved_keys": await ssh_keys.list(session, principal),
+        "saved_keys": await _saved_keys(session, principal),
         "form": values,
     }
     return page.render(request, "servers/setup.html", context)
@@ -202,6 +222,23 @@ async def setup_page(
 
 def _pasted_keys(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _setup_errors(error: ValidationError) -> dict[str, str]:
+    """Field errors of the wizard or the reinstall form. The rule spanning fields (some way to
+    sign in) has no field of its own: it is shown beside the SSH keys."""
+    errors = field_errors(error, hints=HINTS)
+    spanning = errors.pop("form", None)
+    if spanning is not None:
+        errors.setdefault("ssh_keys", spanning)
+    return errors
+
+
+async def _saved_keys(session: AsyncSession, principal: Principal) -> Sequence[SshKey]:
+    """The account's SSH keys, offered as checkboxes by the wizard and the reinstall form."""
+    if not principal.can(Permission.SSH_KEYS_MANAGE):
+        return []
+    return await ssh_keys.list(session, principal)
 
 
 @router.post("/servers/{server_id}/setup", response_class=HTMLResponse)
@@ -233,7 +270,7 @@ async def setup_server(
             }
         )
     except ValidationError as error:
-        page = FormPage.refused(form, error, hints=HINTS)
+        page = FormPage(form, _setup_errors(error), status_code=422)
         return await _wizard(request, session, principal, server_id, page)
     try:
         async with session.begin_nested():
@@ -265,7 +302,9 @@ def _context(view: ServerView, **extra: Any) -> dict[str, Any]:
         "reinstall_form": {
             "template_id": str(view.server.template_id or ""),
             "hostname": view.server.hostname or "",
+            "ssh_key_ids": [],
         },
+        "saved_keys": [],
         "errors": {},
         **extra,
     }
@@ -279,13 +318,19 @@ async def _page(
     *,
     block: str | None = None,
     status_code: int = 200,
+    done: str | None = None,
     **extra: Any,
 ) -> HTMLResponse:
     view = await servers.view(session, server_id, owner_id=principal.user_id, with_deleted=True)
+    if done is not None and DONE_WHILE.get(done, view.server.status) == view.server.status:
+        extra["toasts"] = done_toasts(done, DONE)
     if locked_for_deletion(view.server):
-        return render(request, "servers/deleting.html", {"server": view.server}, status_code=status_code)
+        context = {"server": view.server, "display": view.display}
+        return render(request, "servers/deleting.html", context, status_code=status_code)
     offered = await templates.offered_on(session, view.server.node_id) if view.server.node_id else []
-    context = _context(view, offered=offered, **extra)
+    if view.server.status == ServerStatus.AWAITING_SETUP.value:
+        extra["release_at"] = await unfinished_orders.release_at(session, view.server)
+    context = _context(view, offered=offered, saved_keys=await _saved_keys(session, principal), **extra)
     return render(request, PAGE, context, status_code=status_code, block=block)
 
 
@@ -293,7 +338,7 @@ async def _page(
 async def server_page(
     request: Request, session: DbSession, principal: Reader, server_id: ServerId, done: Done = None
 ) -> HTMLResponse:
-    return await _page(request, session, principal, server_id, toasts=done_toasts(done, DONE))
+    return await _page(request, session, principal, server_id, done=done)
 
 
 @router.get("/servers/{server_id}/live", response_class=HTMLResponse)
@@ -303,45 +348,92 @@ async def server_live(
     principal: Reader,
     server_id: ServerId,
     form: Annotated[int | None, Query(ge=0, le=1)] = None,
+    since: Since = None,
 ) -> Response:
     """The polled block. A server that has started being deleted (or is gone) sends the page to its
     locked "Deletion in progress" (or "gone") screen."""
-    view = await servers.view(session, server_id, owner_id=principal.user_id, with_deleted=True)
+    view = await servers.view(
+        session, server_id, owner_id=principal.user_id, with_deleted=True, jobs_since=since
+    )
     if locked_for_deletion(view.server):
         return redirect(request, f"/servers/{server_id}")
     # ``form``: whether the page shows the reinstall form (see the live block in detail.html).
     offered = await templates.offered_on(session, view.server.node_id) if view.server.node_id else []
     shown = None if form is None else bool(form)
-    return render(request, PAGE, _context(view, offered=offered, reinstall_shown=shown), block="live")
+    context = _context(
+        view,
+        offered=offered,
+        saved_keys=await _saved_keys(session, principal),
+        reinstall_shown=shown,
+        header_oob=True,
+    )
+    return render(request, PAGE, context, block="live")
 
 
 async def _after_action(
-    request: Request, session: AsyncSession, principal: Principal, server_id: int, message: str, done: str
+    request: Request,
+    session: AsyncSession,
+    principal: Principal,
+    server_id: int,
+    message: str,
+    done: str,
+    since: int | None = None,
 ) -> Response:
     """htmx: the live block and a toast; a plain post: back to the page with a ``done`` toast."""
     if not is_htmx(request):
         return RedirectResponse(f"/servers/{server_id}?done={done}", status_code=303)
-    view = await servers.view(session, server_id, owner_id=principal.user_id)
-    return toast(render(request, PAGE, _context(view), block="live"), message)
+    view = await servers.view(session, server_id, owner_id=principal.user_id, jobs_since=since)
+    return toast(render(request, PAGE, _context(view, header_oob=True), block="live"), message)
 
 
 @router.post("/servers/{server_id}/power", response_class=HTMLResponse)
 async def power_server(
-    request: Request, session: DbSession, principal: Manager, server_id: ServerId, action: FormText = ""
+    request: Request,
+    session: DbSession,
+    principal: Manager,
+    server_id: ServerId,
+    action: FormText = "",
+    since: SinceField = None,
 ) -> Response:
     if action not in POWER_LABELS:
         raise ValidationFailed("Choose start, shutdown, restart or stop.")
     chosen: PowerAction = action  # type: ignore[assignment]  # checked just above
     await servers.power(session, principal.actor, server_id, chosen, owner_id=principal.user_id)
-    return await _after_action(request, session, principal, server_id, POWER_DONE[action], f"power_{action}")
+    message = POWER_DONE[action]
+    return await _after_action(request, session, principal, server_id, message, f"power_{action}", since)
 
 
 @router.post("/servers/{server_id}/jobs/{job_id}/retry", response_class=HTMLResponse)
 async def retry_job(
-    request: Request, session: DbSession, principal: Manager, server_id: ServerId, job_id: JobId
+    request: Request,
+    session: DbSession,
+    principal: Manager,
+    server_id: ServerId,
+    job_id: JobId,
+    since: SinceField = None,
 ) -> Response:
     await servers.retry_job(session, principal.actor, server_id, job_id, owner_id=principal.user_id)
-    return await _after_action(request, session, principal, server_id, "Trying again.", "retried")
+    return await _after_action(request, session, principal, server_id, "Trying again.", "retried", since)
+
+
+@router.get("/servers/{server_id}/jobs", response_class=HTMLResponse)
+async def older_jobs(
+    request: Request, session: DbSession, principal: Reader, server_id: ServerId, before: Before
+) -> HTMLResponse:
+    """One older page of the timeline: the jobs before ``before``. htmx puts it in place of the
+    page's "Show older" control; without script it is a page of its own."""
+    server = await servers.get(session, server_id, owner_id=principal.user_id)
+    found = await servers.jobs(
+        session, server_id, owner_id=principal.user_id, before=before, limit=TIMELINE_PAGE + 1
+    )
+    jobs = list(found[:TIMELINE_PAGE])
+    context = {
+        "server": server,
+        "jobs": jobs,
+        "before": jobs[-1].id if len(found) > TIMELINE_PAGE else None,
+        "task_label": task_label,
+    }
+    return render(request, "servers/jobs.html", context, block="older")
 
 
 @router.post("/servers/{server_id}/rename", response_class=HTMLResponse)
@@ -375,11 +467,17 @@ async def reinstall_server(
     server_id: ServerId,
     template_id: FormText = "",
     confirm: FormText = "",
+    ssh_key_ids: Annotated[list[str] | None, Form(max_length=50)] = None,
     ssh_keys_text: Annotated[str, Form(alias="ssh_keys", max_length=200_000)] = "",
     root_password: Annotated[str, Form(max_length=300)] = "",
 ) -> Response:
     current = await servers.get(session, server_id, owner_id=principal.user_id)
-    form = {"template_id": template_id, "confirm": confirm, "ssh_keys": ssh_keys_text}
+    form = {
+        "template_id": template_id,
+        "confirm": confirm,
+        "ssh_key_ids": ssh_key_ids or [],
+        "ssh_keys": ssh_keys_text,
+    }
 
     async def refused(errors: dict[str, str]) -> HTMLResponse:
         """The reinstall form again, with what was typed and the problems beside the fields."""
@@ -401,13 +499,14 @@ async def reinstall_server(
                 # The hostname stays; the customer renames a server's host by reinstalling it only
                 # through the API, where it is spelled out.
                 "hostname": current.hostname or "",
+                "ssh_key_ids": ssh_key_ids or [],
                 "ssh_keys": _pasted_keys(ssh_keys_text),
                 "root_password": root_password or None,
                 "confirm": confirm,
             }
         )
     except ValidationError as error:
-        return await refused(field_errors(error, hints=HINTS))
+        return await refused(_setup_errors(error))
     try:
         async with session.begin_nested():
             setup = await servers.prepare_setup(session, principal.user_id, data)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from corral.kit.text import MultiLine, SingleLine
 from corral.ssh_keys.parsing import MAX_INPUT_BYTES
 
 MAX_ID = 2**63 - 1  # BIGINT ids: larger ones are a 422, not a database error
@@ -19,15 +20,15 @@ class SshKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[
-        str,
+        SingleLine,
         StringConstraints(strip_whitespace=True, max_length=MAX_NAME),
         Field(description="How the key is shown, 1-100 characters; empty takes the key's comment."),
     ] = ""
     public_key: Annotated[
-        str,
-        # A generous ceiling only so an absurd body is refused before parsing; the parser has
-        # the real limit and the helpful message.
-        StringConstraints(max_length=MAX_INPUT_BYTES * 4),
+        MultiLine,
+        # The parser's own limit, so the schema states it (a key is ASCII: characters are bytes);
+        # the parser says precisely what else is wrong.
+        StringConstraints(max_length=MAX_INPUT_BYTES),
         Field(description="One line of a .pub file, e.g. `ssh-ed25519 AAAA… me@laptop`."),
     ]
 

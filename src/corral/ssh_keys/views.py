@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from corral.auth.deps import require
 from corral.auth.principal import Principal
+from corral.kit.text import MultiLine, SingleLine
 from corral.rbac.permissions import Permission
 from corral.ssh_keys.errors import InvalidSshKey, InvalidSshKeyName, SshKeyDuplicate, TooManySshKeys
 from corral.ssh_keys.parsing import KEY_TYPES, MAX_INPUT_BYTES
@@ -31,8 +32,8 @@ PAGE = "ssh_keys/list.html"
 KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Manager = Annotated[Principal, require(Permission.SSH_KEYS_MANAGE)]
 # Ceilings far above anything valid, so the parser (not a bare 422 page) explains a long paste.
-NameText = Annotated[str, Form(max_length=1000)]
-KeyText = Annotated[str, Form(max_length=MAX_INPUT_BYTES * 4)]
+NameText = Annotated[SingleLine, Form(max_length=1000)]
+KeyText = Annotated[MultiLine, Form(max_length=MAX_INPUT_BYTES * 4)]
 
 DONE: dict[str, str] = {"added": "SSH key added.", "deleted": "SSH key deleted."}
 _REFUSALS = (InvalidSshKey, InvalidSshKeyName, SshKeyDuplicate, TooManySshKeys)

@@ -6,26 +6,25 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
-from corral.locations.schemas import lower
+from corral.kit.text import SingleLine
 from corral.models.nodes import Node, NodeTemplate, OsTemplate
 
 MAX_ID = 2**63 - 1
 MAX_DISK_GIB = 65_536
 
+# Folded to lower case by StringConstraints, so the schema states the pattern (see locations.schemas).
 TemplateSlug = Annotated[
     str,
-    BeforeValidator(lower),
-    StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,59}$"),
-    Field(description="Stable key, e.g. `debian-12`: 2-60 lower-case letters, digits, dots or dashes."),
+    StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{1,59}$"),
+    Field(description="Stable key, e.g. `debian-12`: 2-60 letters, digits, dots or dashes; kept lower-case."),
 ]
-TemplateName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+TemplateName = Annotated[SingleLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 OsFamily = Annotated[
     str,
-    BeforeValidator(lower),
-    StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,39}$"),
-    Field(description="e.g. `debian`, `ubuntu`, `almalinux`."),
+    StringConstraints(strip_whitespace=True, to_lower=True, pattern=r"^[A-Za-z][A-Za-z0-9-]{1,39}$"),
+    Field(description="e.g. `debian`, `ubuntu`, `almalinux`; stored lower-cased."),
 ]
 OsVersion = Annotated[
     str,
@@ -55,9 +54,10 @@ class OsTemplateCreate(BaseModel):
     os_family: OsFamily
     os_version: OsVersion
     min_disk_gib: MinDisk = 1
-    cloud_init: bool = True
+    # Strict: JSON `"yes"`, `1` or `"true"` is an error, not a yes (forms map their checkbox first).
+    cloud_init: StrictBool = True
     default_user: DefaultUser = "root"
-    active: bool = True
+    active: StrictBool = True
 
 
 class OsTemplateUpdate(BaseModel):
@@ -69,9 +69,9 @@ class OsTemplateUpdate(BaseModel):
     os_family: OsFamily | None = None
     os_version: OsVersion | None = None
     min_disk_gib: MinDisk | None = None
-    cloud_init: bool | None = None
+    cloud_init: StrictBool | None = None
     default_user: DefaultUser | None = None
-    active: bool | None = None
+    active: StrictBool | None = None
 
     def changes(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True, exclude_none=True)

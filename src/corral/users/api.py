@@ -4,24 +4,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter
-
 from corral.auth.deps import require
 from corral.auth.principal import Principal
 from corral.rbac.permissions import Permission
 from corral.users.profile import profile
 from corral.users.schemas import AccountRead, AccountUpdate
 from corral.web.deps import DbSession
+from corral.web.openapi import api_router
 
-router = APIRouter(prefix="/api/v1", tags=["account"])
-
-_ERRORS: dict[int | str, dict[str, str]] = {
-    401: {"description": "Not signed in, or the API token is invalid"},
-    403: {"description": "The session or token lacks the permission"},
-}
+router = api_router("/api/v1", tag="account", operation_prefix="account")
 
 
-@router.get("/account", response_model=AccountRead, responses=_ERRORS)
+@router.get("/account", response_model=AccountRead)
 async def read_account(
     session: DbSession, principal: Annotated[Principal, require(Permission.ACCOUNT_READ)]
 ) -> AccountRead:
@@ -29,11 +23,7 @@ async def read_account(
     return await profile.read(session, principal)
 
 
-@router.patch(
-    "/account",
-    response_model=AccountRead,
-    responses={**_ERRORS, 422: {"description": "A field breaks a rule"}},
-)
+@router.patch("/account", response_model=AccountRead)
 async def update_account(
     data: AccountUpdate,
     session: DbSession,

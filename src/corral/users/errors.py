@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import datetime
 
+from corral.kit.clock import utcnow
 from corral.kit.errors import Conflict, PanelError, ValidationFailed
 
 
@@ -30,6 +32,11 @@ class TooManyRequests(PanelError):
     def __init__(self, retry_after: datetime, message: str | None = None) -> None:
         self.retry_after = retry_after
         super().__init__(message, details={"retry_after": retry_after.isoformat()})
+
+    @property
+    def headers(self) -> dict[str, str]:
+        seconds = math.ceil((self.retry_after - utcnow()).total_seconds())
+        return {"Retry-After": str(max(1, seconds))}
 
 
 class InvalidLink(PanelError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.audit import Target, audit
+from corral.auth import repository as auth_repository
 from corral.auth.principal import Principal
 from corral.auth.service import auth
 from corral.db.session import settings_of
@@ -38,6 +39,10 @@ WRONG_PASSWORD = "That is not your current password."  # noqa: S105 (a message)
 # The notice to the address an account moved away from. notifications has no template for it yet;
 # until one is declared under this name the notice is not sent (see the lead's to-do).
 OLD_ADDRESS_TEMPLATE = "email_changed"
+STAFF_EMAIL_NEEDS_PASSKEY = (
+    "Staff accounts change their email address only in a session signed in with a passkey: it is "
+    "where their passkey enrolment links go. Sign in with your passkey (or ask a super-admin)."
+)
 
 
 class ProfileService:
@@ -83,6 +88,10 @@ class ProfileService:
             fields["new_email"] = "That is already your email address."
         if not self._password_ok(user, form.current_password):
             fields["current_password"] = WRONG_PASSWORD
+        if principal.elevation_withheld and "new_email" not in fields:
+            # An operator's or super-admin's address is where its passkey enrolment links go: a
+            # password must not be able to redirect them to a mailbox of the password thief's.
+            fields["new_email"] = STAFF_EMAIL_NEEDS_PASSKEY
         if fields:
             raise InvalidAccountInput(fields)
         # An address that belongs to another account is not refused here: saying so would tell any
@@ -136,9 +145,10 @@ class ProfileService:
         now = utcnow()
         user.email = token.email
         user.email_verified_at = now
-        # Links sent to the old address (reset, verification) must not outlive it.
+        # Links sent to the old address (reset, verification, passkey enrolment) must not outlive it.
         for purpose in TokenPurpose:
             await email_tokens.retire(session, user.id, purpose)
+        await auth_repository.revoke_enrolment_links(session, user.id, now)
         await session.flush()
         await self._notify_old_address(session, user, old)
         await audit.record(

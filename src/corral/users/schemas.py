@@ -8,9 +8,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from corral.kit.text import SingleLine
 from corral.models.users import UserRole, UserStatus
 
-EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+# No spaces and no control characters anywhere (kit.text): a NUL would not even reach the database.
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+\.[^@\s\x00-\x1f\x7f-\x9f]+$"
 MAX_EMAIL_LENGTH = 254  # what SMTP accepts (RFC 5321), below the column's 320
 MAX_NAME_LENGTH = 200
 # Forms accept more than the rules allow, so an over-long value gets a message next to its field
@@ -20,7 +22,7 @@ FORM_MAX_TEXT = 1024
 
 class UserCreate(BaseModel):
     email: str = Field(min_length=3, max_length=320, pattern=EMAIL_PATTERN)
-    name: str = Field(min_length=1, max_length=MAX_NAME_LENGTH)
+    name: SingleLine = Field(min_length=1, max_length=MAX_NAME_LENGTH)
     password: str = Field(min_length=12, max_length=128)
     role: UserRole = UserRole.CUSTOMER
     status: UserStatus = UserStatus.PENDING_VERIFICATION
@@ -78,7 +80,7 @@ class PasswordChanged:
 # ---------------------------------------------------------------- JSON API
 
 AccountName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH)
+    SingleLine, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH)
 ]
 
 

@@ -93,7 +93,7 @@ class AccountService:
             return
 
         user = await users.create(session, UserCreate(email=email, name=name, password=form.password))
-        await self._send_verification(session, user)
+        await self.send_verification(session, user)
         await audit.record(
             session,
             _actor(user),
@@ -110,11 +110,12 @@ class AccountService:
         that has an account has usually forgotten it has one.
         """
         if user.status == UserStatus.PENDING_VERIFICATION:
-            await self._send_verification(session, user)
+            await self.send_verification(session, user)
         elif user.status != UserStatus.BLOCKED:
             await self._send_reset(session, user)
 
-    async def _send_verification(self, session: AsyncSession, user: User) -> None:
+    async def send_verification(self, session: AsyncSession, user: User) -> None:
+        """Email ``user`` a new verification link; earlier links stop working."""
         issued = await email_tokens.issue(session, user, TokenPurpose.VERIFY_EMAIL, email=user.email)
         link = absolute_url(settings_of(session), VERIFY_PATH, query={"token": issued.secret})
         await mailer.queue(
@@ -133,14 +134,7 @@ class AccountService:
         user = await repository.get_by_id(session, token.user_id, for_update=True)
         if user is None or (token.email or "").lower() != user.email.lower():
             raise InvalidLink()
-        now = utcnow()
-        user.email_verified_at = now
-        if user.status == UserStatus.PENDING_VERIFICATION:
-            approval = settings_of(session).auth.require_admin_approval
-            user.status = (UserStatus.PENDING_APPROVAL if approval else UserStatus.ACTIVE).value
-            if user.status == UserStatus.ACTIVE:
-                await mailer.queue(session, to=user.email, template="welcome", context={"name": user.name})
-        await session.flush()
+        await self.mark_verified(session, user)
         await audit.record(
             session,
             _actor(user),
@@ -154,6 +148,19 @@ class AccountService:
             return VerifyOutcome(status="pending_approval", email=user.email)
         return VerifyOutcome(status="blocked", email=user.email)
 
+    async def mark_verified(self, session: AsyncSession, user: User) -> None:
+        """The address is proven, by its link or by staff who checked it: an account waiting for
+        verification becomes active (and is welcomed) or waits for approval when the panel requires
+        it; links still out for it stop working. The caller holds the user's row lock and audits."""
+        user.email_verified_at = utcnow()
+        if user.status == UserStatus.PENDING_VERIFICATION:
+            approval = settings_of(session).auth.require_admin_approval
+            user.status = (UserStatus.PENDING_APPROVAL if approval else UserStatus.ACTIVE).value
+            if user.status == UserStatus.ACTIVE:
+                await mailer.queue(session, to=user.email, template="welcome", context={"name": user.name})
+        await email_tokens.retire(session, user.id, TokenPurpose.VERIFY_EMAIL)
+        await session.flush()
+
     async def resend_verification(self, session: AsyncSession, typed_email: str, *, ip: str | None) -> None:
         """Send a new verification link if the address has an account waiting for one. Answers the
         same either way; rate-limited per IP and per address."""
@@ -163,7 +170,7 @@ class AccountService:
         user = await repository.get_by_email(session, email)
         if user is None or user.status != UserStatus.PENDING_VERIFICATION:
             return
-        await self._send_verification(session, user)
+        await self.send_verification(session, user)
         await audit.record(
             session,
             ANONYMOUS,

@@ -35,13 +35,15 @@ def clean_email(value: str) -> tuple[str, str | None]:
 
 
 def clean_name(value: str) -> tuple[str, str | None]:
-    name = " ".join(value.split())  # also turns tabs and newlines into single spaces
+    name = " ".join(value.split())  # trims, and runs of spaces become one
+    # Checked on what was typed: split() would quietly turn a tab, a line break or U+0085 into a
+    # space, and control characters are refused everywhere (corral.kit.text), not rewritten.
+    if any(unicodedata.category(character) in ("Cc", "Cf", "Cs") for character in value):
+        return name, "Use letters, digits, spaces and punctuation only."
     if not name:
         return name, "Enter your name."
     if len(name) > MAX_NAME_LENGTH:
         return name, f"Use at most {MAX_NAME_LENGTH} characters."
-    if any(unicodedata.category(character) in ("Cc", "Cf", "Cs") for character in name):
-        return name, "Use letters, digits, spaces and punctuation only."
     return name, None
 
 

@@ -18,6 +18,7 @@ from corral.auth.deps import PUBLIC, OptionalPrincipal, require
 from corral.auth.principal import Principal
 from corral.kit.clock import utcnow
 from corral.kit.context import current_request
+from corral.kit.text import SingleLine
 from corral.rbac.permissions import Permission
 from corral.users.errors import EmailInUse, InvalidAccountInput, InvalidLink, TooManyRequests
 from corral.users.profile import profile
@@ -112,7 +113,7 @@ async def register(
 
 
 @router.get("/verify", response_class=HTMLResponse, dependencies=[PUBLIC])
-async def verify(request: Request, session: DbSession, token: str | None = None) -> Response:
+async def verify(request: Request, session: DbSession, token: SingleLine | None = None) -> Response:
     try:
         outcome = await accounts.verify_email(session, token)
     except InvalidLink as error:
@@ -121,7 +122,7 @@ async def verify(request: Request, session: DbSession, token: str | None = None)
 
 
 @router.get("/verify/resend", response_class=HTMLResponse, dependencies=[PUBLIC])
-async def resend_page(request: Request, email: str = "") -> Response:
+async def resend_page(request: Request, email: SingleLine = "") -> Response:
     return render(request, "users/verify_resend.html", {"form": {"email": email[:320]}, "errors": {}})
 
 
@@ -143,7 +144,7 @@ async def resend(request: Request, session: DbSession, email: FormText = "") -> 
 
 
 @router.get("/password/forgot", response_class=HTMLResponse, dependencies=[PUBLIC])
-async def forgot_page(request: Request, email: str = "") -> Response:
+async def forgot_page(request: Request, email: SingleLine = "") -> Response:
     return render(request, "users/password_forgot.html", {"form": {"email": email[:320]}, "errors": {}})
 
 
@@ -162,7 +163,7 @@ async def forgot(request: Request, session: DbSession, email: FormText = "") -> 
 
 
 @router.get("/password/reset", response_class=HTMLResponse, dependencies=[PUBLIC])
-async def reset_page(request: Request, session: DbSession, token: str | None = None) -> Response:
+async def reset_page(request: Request, session: DbSession, token: SingleLine | None = None) -> Response:
     try:
         await accounts.check_reset_link(session, token)
     except InvalidLink as error:
@@ -278,7 +279,9 @@ async def cancel_email_change(request: Request, session: DbSession, principal: A
 
 
 @router.get("/account/email/confirm", response_class=HTMLResponse, dependencies=[PUBLIC])
-async def confirm_email_change(request: Request, session: DbSession, token: str | None = None) -> Response:
+async def confirm_email_change(
+    request: Request, session: DbSession, token: SingleLine | None = None
+) -> Response:
     try:
         email = await profile.confirm_email_change(session, token)
     except (InvalidLink, EmailInUse) as error:

@@ -15,11 +15,12 @@ import http
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,6 +28,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from corral.kit.context import current_request
 from corral.kit.errors import PanelError, ValidationFailed
 from corral.kit.logging import get_logger
+from corral.kit.text import control_character_message
+from corral.web.protocol import (
+    BODY_NOT_JSON,
+    SEND_JSON,
+    allowed_methods,
+    body_error_message,
+    is_unreadable_body,
+)
+from corral.web.redirects import local_path, path_of_url
 from corral.web.rendering import is_htmx, render, toast
 
 log = get_logger("corral.web.errors")
@@ -58,6 +68,14 @@ _PAGES: dict[int, str] = {403: "errors/403.html", 404: "errors/404.html", 500: "
 _GENERIC_PAGE = "errors/error.html"
 # The code of corral.auth.step_up.StepUpRequired (named here so the web layer needs no auth import).
 STEP_UP_REQUIRED = "step_up_required"
+# The code of corral.auth.errors.InvalidBearerToken: a page answers it with a 401, never a sign-in
+# redirect (signing in cannot fix a bad header, so the browser would loop through /login forever).
+INVALID_TOKEN = "invalid_token"  # noqa: S105 (an error code)
+DATA_ERROR_CODE = "invalid_value"
+DATA_ERROR_MESSAGE = (
+    "A value in the request cannot be stored as given (a character that is not allowed, or a "
+    "value out of range). Check what was entered and try again."
+)
 STEP_UP_HEADER = "X-Corral-Step-Up"
 # Pydantic's first location item says where a field came from; the rest is the field's path.
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
@@ -126,26 +144,19 @@ def error_response(request: Request, error: ErrorInfo) -> Response:
 
 
 def _sign_in_first(request: Request, error: PanelError) -> Response:
-    """A page that needs a signed-in user sends a person to sign in and back; the API says 401."""
-    if _is_api(request):
+    """A page that needs a signed-in user sends a person to sign in and back; the API says 401.
+
+    A request with a bad bearer token gets the 401 everywhere: signing in would not remove the
+    header, so a redirect to the sign-in page would only lead back here."""
+    if _is_api(request) or error.code == INVALID_TOKEN:
         info = _panel_error(error)
-        return error_response(request, replace(info, headers={"WWW-Authenticate": "Bearer"}))
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    location = f"/login?{urlencode({'next': target})}"
+        challenge = 'Bearer error="invalid_token"' if error.code == INVALID_TOKEN else "Bearer"
+        return error_response(request, replace(info, headers={"WWW-Authenticate": challenge}))
+    target = local_path(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    location = f"/login?{urlencode({'next': target})}" if target else "/login"
     if is_htmx(request):
         return Response(status_code=200, headers={"HX-Redirect": location})
     return RedirectResponse(location, status_code=303)
-
-
-def _same_site_path(url: str | None) -> str | None:
-    """The path and query of ``url`` if it is one of this panel's pages (for "continue" links)."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    path = parts.path or "/"
-    if not path.startswith("/") or path.startswith("//") or "\\" in path:
-        return None
-    return path + (f"?{parts.query}" if parts.query else "")
 
 
 def _step_up_prompt(request: Request, error: PanelError) -> Response:
@@ -164,18 +175,20 @@ def _step_up_prompt(request: Request, error: PanelError) -> Response:
         "staff_action": bool(error.details.get("staff_action")),
         "error": None,
     }
-    referer = _same_site_path(request.headers.get("referer")) or "/dashboard"
+    referer = path_of_url(request.headers.get("referer")) or "/dashboard"
     if is_htmx(request):
         headers.update({"HX-Retarget": "#step-up-body", "HX-Reswap": "innerHTML"})
         context.update(inline=True, next=referer)
         return render(request, "auth/_step_up.html", context, status_code=403, headers=headers)
-    here = _same_site_path(str(request.url)) if request.method == "GET" else None
+    here = path_of_url(str(request.url)) if request.method == "GET" else None
     context.update(inline=False, next=here or referer)
     return render(request, "auth/step_up.html", context, status_code=403, headers=headers)
 
 
 def _panel_error(error: PanelError) -> ErrorInfo:
-    return ErrorInfo(error.status_code, error.code, error.message, details=error.details)
+    return ErrorInfo(
+        error.status_code, error.code, error.message, details=error.details, headers=error.headers
+    )
 
 
 def _http_error(error: StarletteHTTPException) -> ErrorInfo:
@@ -201,11 +214,17 @@ def _field_errors(error: RequestValidationError) -> list[FieldError]:
         loc = [str(part) for part in item.get("loc", ())]
         location = loc[0] if loc and loc[0] in _LOCATIONS else None
         path = loc[1:] if location else loc
+        unreadable = body_error_message(item)
+        if unreadable is not None:
+            # The body as a whole is at fault (not JSON, or not sent as JSON): one error on it.
+            fields.append(FieldError("body", unreadable, BODY_NOT_JSON, "body"))
+            continue
+        control = control_character_message(item)
         fields.append(
             FieldError(
                 field=".".join(path) or (location or "request"),
-                message=str(item.get("msg", "Invalid value")),
-                type=str(item.get("type", "value_error")),
+                message=control or str(item.get("msg", "Invalid value")),
+                type="control_characters" if control else str(item.get("type", "value_error")),
                 location=location,
             )
         )
@@ -219,6 +238,17 @@ def _validation_error(error: RequestValidationError) -> ErrorInfo:
         ValidationFailed.default_message,
         errors=_field_errors(error),
     )
+
+
+def _unreadable_body() -> ErrorInfo:
+    """A body FastAPI could not decode: the same 422 as any other body that is not JSON."""
+    unreadable = FieldError("body", SEND_JSON, BODY_NOT_JSON, "body")
+    return ErrorInfo(422, ValidationFailed.code, ValidationFailed.default_message, errors=[unreadable])
+
+
+def _sqlstate(error: BaseException | None) -> str | None:
+    # Only the code: the message and the statement can hold the values sent, which stay out of logs.
+    return getattr(getattr(error, "diag", None), "sqlstate", None)
 
 
 def _internal_error() -> ErrorInfo:
@@ -292,11 +322,25 @@ def install_error_handlers(app: FastAPI) -> None:
         if error.status_code in (204, 304):
             # These statuses have no body by definition.
             return Response(status_code=error.status_code, headers=error.headers)
+        if is_unreadable_body(error):
+            return error_response(request, _unreadable_body())
+        if error.status_code == 405:
+            allow = ", ".join(allowed_methods(request.app.routes, request.scope))
+            error.headers = {**(error.headers or {}), "Allow": allow}
         return error_response(request, _http_error(error))
 
     async def validation_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, RequestValidationError)
         return error_response(request, _validation_error(error))
+
+    async def data_error(request: Request, error: Exception) -> Response:
+        # PostgreSQL refused a value (a NUL byte in text, a number out of range, text that is not
+        # an address): the input was bad, not the panel. The schemas refuse most of these first;
+        # this keeps any that slip through a 422. The request's transaction was rolled back.
+        assert isinstance(error, DataError)
+        orig = error.orig
+        log.warning("data_error", path=request.url.path, error=type(orig).__name__, sqlstate=_sqlstate(orig))
+        return error_response(request, ErrorInfo(422, DATA_ERROR_CODE, DATA_ERROR_MESSAGE))
 
     async def last_resort(request: Request, error: Exception) -> Response:
         # Reached only for an exception raised outside UnhandledErrorMiddleware (in an outer
@@ -307,5 +351,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PanelError, panel_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(DataError, data_error)
     app.add_exception_handler(Exception, last_resort)
     app.add_middleware(UnhandledErrorMiddleware)

@@ -12,9 +12,11 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
 from corral.kit.errors import PanelError
+from corral.kit.text import control_character_message
 from corral.web.rendering import Toast, render
 
 # `?done=<key>` after a redirect names the success message to show (never free text from the URL).
+# It is shown once: static/js/corral.js takes it out of the address, so a reload does not repeat it.
 Done = Annotated[str | None, Query(max_length=32)]
 
 
@@ -29,6 +31,8 @@ def field_errors(error: ValidationError, *, hints: Mapping[str, str] | None = No
             message = hints[name]
         elif item["type"] == "missing":
             message = "This field is required."
+        elif (control := control_character_message(item)) is not None:
+            message = control
         else:
             message = str(item.get("msg", "Invalid value")).removeprefix("Value error, ")
         found.setdefault(name, message)

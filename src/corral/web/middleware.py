@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from prometheus_client import Counter, Histogram
 from starlette.datastructures import Headers, MutableHeaders
@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from corral.kit.context import RequestContext, reset_request, set_request
 from corral.kit.logging import get_logger
+from corral.web.client_ip import Network, client_ip
 
 log = get_logger("corral.http")
 
@@ -50,6 +51,9 @@ SECURITY_HEADERS: dict[str, str] = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=(), interest-cohort=()",
 }
 HSTS = "max-age=63072000; includeSubDomains"
+NO_STORE = "no-store"
+# Static assets keep the long cache web/static_files.py gives them; nothing else is ever stored.
+STATIC_PREFIX = "/static/"
 
 
 def _route_template(scope: Scope) -> str:
@@ -62,8 +66,9 @@ def _route_template(scope: Scope) -> str:
 class RequestContextMiddleware:
     """Gives every request an id and client IP (in a contextvar), logs it, and counts it."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, trusted_proxies: Sequence[Network] = ()) -> None:
         self.app = app
+        self.trusted_proxies = tuple(trusted_proxies)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -75,7 +80,9 @@ class RequestContextMiddleware:
         client = scope.get("client")
         context = RequestContext(
             request_id=request_id,
-            ip=client[0] if client else None,
+            ip=client_ip(
+                client[0] if client else None, headers.getlist("x-forwarded-for"), self.trusted_proxies
+            ),
             user_agent=headers.get("user-agent"),
         )
         token = set_request(context)
@@ -108,8 +115,19 @@ class RequestContextMiddleware:
             reset_request(token)
 
 
+def _carries_credentials(headers: Headers) -> bool:
+    # Any cookie (session, or the anonymous id a sign-in form's CSRF token is bound to) or token.
+    return "cookie" in headers or "authorization" in headers
+
+
 class SecurityHeadersMiddleware:
-    """Adds the strict CSP and the other security headers to every HTTP response."""
+    """Adds the strict CSP and the other security headers to every HTTP response, and
+    ``Cache-Control: no-store`` to everything but static assets.
+
+    Pages and API answers are per-person and may hold secrets, so neither the browser's cache (the
+    back button on a shared computer) nor a proxy may keep them. A response for a request with a
+    cookie or a token is always ``no-store``; an anonymous one keeps a Cache-Control it set itself.
+    """
 
     def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
@@ -123,12 +141,17 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        static = scope["path"].startswith(STATIC_PREFIX)
+        credentials = _carries_credentials(Headers(scope=scope))
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response_headers = MutableHeaders(scope=message)
                 for name, value in self.headers:
                     if name not in response_headers:
                         response_headers[name] = value
+                if not static and (credentials or "cache-control" not in response_headers):
+                    response_headers["Cache-Control"] = NO_STORE
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

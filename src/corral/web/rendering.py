@@ -21,6 +21,7 @@ from starlette.responses import Response
 
 from corral import __version__
 from corral.kit.logging import get_logger
+from corral.web.redirects import safe_redirect
 
 WEB_DIR = Path(__file__).parent
 STATIC_DIR = WEB_DIR / "static"
@@ -184,7 +185,9 @@ def toast(response: ResponseT, message: str, level: ToastLevel = "success") -> R
 
 def redirect(request: Request, url: str) -> Response:
     """After a change: htmx follows ``HX-Redirect`` (a plain 303 would be swapped into the page);
-    a normal form post gets a 303 so a reload does not post again."""
+    a normal form post gets a 303 so a reload does not post again. The target always passes the
+    panel's one redirect check, so no caller can send a browser off-site by mistake."""
+    url = safe_redirect(url)
     if is_htmx(request):
         return Response(status_code=200, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)

@@ -7,11 +7,15 @@ operation in ``asyncio.to_thread``); libvirt connections are safe to share betwe
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
+import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlencode
 
 import libvirt
 
@@ -19,9 +23,11 @@ from corral.drivers.base import (
     DriverAuthError,
     DriverConnection,
     DriverError,
+    Endpoint,
     InstanceNotFound,
     PermanentDriverError,
     TransientDriverError,
+    Transport,
     UnsupportedOperation,
 )
 
@@ -48,7 +54,7 @@ class LibvirtOptions:
     video: str = "vga"
 
     @classmethod
-    def parse(cls, options: Mapping[str, str], *, uri: str) -> LibvirtOptions:
+    def parse(cls, options: Mapping[str, str], *, transport: Transport) -> LibvirtOptions:
         choices: dict[str, tuple[str, ...]] = {
             "domain_type": ("kvm", "qemu"),
             "disk_mode": ("overlay", "copy"),
@@ -64,9 +70,71 @@ class LibvirtOptions:
                 raise PermanentDriverError(f"libvirt option {key} must be one of {allowed}")
         values: dict[str, Any] = dict(options)
         # libvirt's in-memory test driver only accepts its own domain type.
-        if urlsplit(uri).scheme == "test":
+        if transport == Transport.TEST:
             values["domain_type"] = "test"
         return cls(**values)
+
+
+# --- addresses ------------------------------------------------------------------------------------
+
+
+def uri_for(endpoint: Endpoint, files: SshFiles | None = None) -> str:
+    """The libvirt URI for ``endpoint``, built only from its validated fields.
+
+    Nothing typed by an operator is pasted in as text that libvirt would parse further: the host is
+    a checked name or address, the login a checked name, and the only query parameters are ours.
+    SSH goes through libvirt's libssh transport, which (unlike the one that runs the ``ssh``
+    program) takes a known-hosts file of our own: the node's pinned host key, checked strictly
+    (``known_hosts_verify=normal``: an unknown or changed key is refused, never added), and the
+    panel's key as the only way to log in (``sshauth=privkey``). libvirt splits parameters on ``&``
+    and ``;``, so every value is percent-encoded whatever it holds.
+    """
+    if endpoint.transport == Transport.TEST:
+        return "test:///default"
+    if endpoint.transport == Transport.LOCAL:
+        return "qemu:///system"
+    assert endpoint.host is not None  # Endpoint checks this
+    host = f"[{endpoint.host}]" if ":" in endpoint.host else endpoint.host
+    port = f":{endpoint.port}" if endpoint.port else ""
+    if endpoint.transport == Transport.TLS:
+        return f"qemu+tls://{host}{port}/system"
+    params: dict[str, str] = {"known_hosts_verify": "normal", "sshauth": "privkey"}
+    if files is not None:
+        params.update(keyfile=str(files.key), known_hosts=str(files.known_hosts))
+    query = urlencode(params, quote_via=quote, safe="/")
+    return f"qemu+libssh://{endpoint.user}@{host}{port}/system?{query}"
+
+
+def known_hosts_line(endpoint: Endpoint) -> str:
+    """The node's pinned host key as a known_hosts line (``[host]:port`` off port 22)."""
+    assert endpoint.host is not None  # Endpoint checks both for ssh
+    assert endpoint.host_key is not None
+    port = endpoint.port or 22
+    name = endpoint.host if port == 22 else f"[{endpoint.host}]:{port}"
+    return f"{name} {endpoint.host_key}\n"
+
+
+class SshFiles:
+    """What libssh reads from files: the panel key's private half and the node's pinned host key, in
+    a fresh 0700 directory (files 0600), removed when the connection closes."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        assert endpoint.private_key is not None
+        self._dir = Path(tempfile.mkdtemp(prefix="corral-ssh-"))
+        self.key = self._dir / "id_node"
+        self.known_hosts = self._dir / "known_hosts"
+        key = endpoint.private_key
+        self._write(self.key, key if key.endswith("\n") else key + "\n")
+        self._write(self.known_hosts, known_hosts_line(endpoint))
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(descriptor, "w", encoding="ascii") as handle:
+            handle.write(text)
+
+    def remove(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -132,6 +200,7 @@ class Connection:
         self._settings = settings
         self._lock = threading.Lock()
         self._conn: Any = None
+        self._ssh_files: SshFiles | None = None
 
     def _credentials(self, credentials: list[list[Any]], _opaque: object) -> int:
         for credential in credentials:
@@ -155,8 +224,11 @@ class Connection:
                     pass
                 self._close_quietly()
             auth = [[libvirt.VIR_CRED_AUTHNAME, libvirt.VIR_CRED_PASSPHRASE], self._credentials, None]
+            endpoint = self._settings.endpoint
+            if endpoint.private_key is not None and self._ssh_files is None:
+                self._ssh_files = SshFiles(endpoint)
             try:
-                self._conn = libvirt.openAuth(self._settings.uri, auth, 0)
+                self._conn = libvirt.openAuth(uri_for(endpoint, self._ssh_files), auth, 0)
             except libvirt.libvirtError as error:
                 translated = translate(error)
                 if isinstance(translated, PermanentDriverError):
@@ -173,6 +245,9 @@ class Connection:
     def close(self) -> None:
         with self._lock:
             self._close_quietly()
+            if self._ssh_files is not None:
+                self._ssh_files.remove()
+                self._ssh_files = None
 
     def _close_quietly(self) -> None:
         if self._conn is not None:
@@ -182,13 +257,10 @@ class Connection:
 
     @property
     def safe_uri(self) -> str:
-        """The URI without a password, for messages."""
-        parts = urlsplit(self._settings.uri)
-        host = parts.hostname or ""
-        user = f"{parts.username}@" if parts.username else ""
-        return f"{parts.scheme}://{user}{host}{parts.path}"
+        """Where the node is, for messages (never the key file)."""
+        return self._settings.endpoint.describe()
 
     @property
     def remote_host(self) -> str | None:
-        """The node's host name for a remote URI, None when libvirtd runs on this machine."""
-        return urlsplit(self._settings.uri).hostname or None
+        """The node's host name for a remote endpoint, None when libvirtd runs on this machine."""
+        return self._settings.endpoint.host

@@ -81,7 +81,7 @@ class LibvirtDriver:
 
     def __init__(self, connection: DriverConnection) -> None:
         self.connection = connection
-        self.options = LibvirtOptions.parse(connection.options, uri=connection.uri)
+        self.options = LibvirtOptions.parse(connection.options, transport=connection.endpoint.transport)
         self._conn = Connection(connection)
 
     # --- plumbing -------------------------------------------------------------------------------

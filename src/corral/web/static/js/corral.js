@@ -81,6 +81,16 @@
     if (token) event.detail.headers["X-CSRF-Token"] = token;
   });
 
+  // A `?done=<key>` toast (after a redirect) is shown once: take the key out of the address bar,
+  // so a reload, a bookmark or a shared link does not announce the change again.
+  function forgetDone() {
+    const url = new URL(window.location.href);
+    if (!url.searchParams.has("done")) return;
+    url.searchParams.delete("done");
+    window.history.replaceState(window.history.state, "", url.pathname + url.search + url.hash);
+  }
+  forgetDone();
+
   // Toasts rendered by the server (after a redirect, or without JavaScript), and any that an
   // htmx swap brings in.
   document.querySelectorAll("[data-toast]").forEach(wire);

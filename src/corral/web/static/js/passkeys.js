@@ -1,7 +1,8 @@
 // Passkeys (WebAuthn) and the step-up prompt.
 //
 // - Sign in with a passkey: a [data-passkey-sign-in] button on the sign-in page.
-// - Add a passkey: the [data-passkey-register] form on /account/security/passkeys.
+// - Add a passkey: the [data-passkey-register] form on /account/security/passkeys, or on a staff
+//   account's enrolment link page (data-passkey-endpoint and a [data-passkey-token] field).
 // - Step-up: when an htmx action is refused with the X-Corral-Step-Up header, the server's prompt
 //   is swapped into the page's <dialog id="step-up-dialog">; once the prompt is completed (the
 //   corral:stepped-up event) the refused request is sent again. Our own fetch calls do the same
@@ -232,16 +233,21 @@
     }
   }
 
+  // The passkeys page's form posts to /account/security/passkeys (behind a step-up); the enrolment
+  // link's page names its own endpoint and carries the link's token instead (no step-up there).
   async function register(form) {
     const nameField = form.querySelector("[data-passkey-name]");
     const name = nameField ? nameField.value.trim() : "";
+    const tokenField = form.querySelector("[data-passkey-token]");
+    const extra = tokenField ? { token: tokenField.value } : {};
+    const endpoint = form.dataset.passkeyEndpoint || "/account/security/passkeys";
     const button = form.querySelector("button[type=submit]");
     if (button) button.disabled = true;
     try {
-      const options = await postWithStepUp("/account/security/passkeys/options", {});
+      const options = await postWithStepUp(`${endpoint}/options`, extra);
       if (!options.response.ok) throw new Error((options.data && options.data.message) || "Could not start.");
       const credential = await navigator.credentials.create({ publicKey: creationOptions(options.data) });
-      const result = await postWithStepUp("/account/security/passkeys", { credential: credentialJSON(credential), name });
+      const result = await postWithStepUp(endpoint, { ...extra, credential: credentialJSON(credential), name });
       if (!result.response.ok) {
         showError(null, (result.data && result.data.message) || "That passkey could not be added.");
         return;

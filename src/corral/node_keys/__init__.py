@@ -1,0 +1,1 @@
+"""SSH keys the panel makes and keeps for reaching nodes."""
