@@ -48,6 +48,7 @@ pytest:
 
 bench: setup
 	$(BIN)/python bench/idle_memory.py
+	$(BIN)/python bench/load_sessions.py
 
 clean:
 	rm -rf $(VENV) node_modules src/corral/web/static/vendor .pytest_cache .mypy_cache .ruff_cache

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 from corral.app import create_app
 from corral.config import Settings
 from corral.db import embedded, migrate
+from corral.db.session import translate_lock_errors
 from corral.db.url import libpq_conninfo, sqlalchemy_url
 from corral.kit.crypto import generate_key_spec
 from corral.web.deps import get_db_session
@@ -142,6 +143,7 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 async def engine(database_url: URL) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(database_url, pool_size=5)
+    translate_lock_errors(engine)  # as the panel's own engines do
     yield engine
     await engine.dispose()
 

@@ -18,6 +18,7 @@ from corral.demo.fleet import restore_demo_node
 from corral.jobs.runtime import JobRuntime
 from corral.kit.logging import get_logger
 from corral.routers import ROUTERS
+from corral.web.encoding import Utf8InputMiddleware
 from corral.web.errors import install_error_handlers
 from corral.web.middleware import RequestContextMiddleware, SecurityHeadersMiddleware
 from corral.web.openapi import install_openapi
@@ -93,6 +94,8 @@ def create_app(
     app.mount("/static", VersionedStaticFiles(directory=STATIC_DIR), name="static")
 
     app.add_middleware(CookieMiddleware, secure=settings.web.secure_cookies)
+    # Query strings and form fields that are not UTF-8 are refused before any handler runs.
+    app.add_middleware(Utf8InputMiddleware)
     # Added last = runs first: the request id must exist before anything else logs.
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.web.public_url.startswith("https://"))
     app.add_middleware(RequestContextMiddleware, trusted_proxies=settings.web.trusted_proxies)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import platformdirs
-from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX = "CORRAL_"
@@ -126,12 +126,65 @@ class DatabasePoolSettings(BaseModel):
     max_overflow: int = Field(default=5, ge=0, le=200)
     # Queries that run longer than this are cancelled by PostgreSQL.
     statement_timeout_ms: int = Field(default=30_000, ge=100)
+    # No statement waits longer than this for a row or advisory lock: a request answers 409 "busy"
+    # (try again) instead of queueing behind a long transaction, and a job retries later.
+    lock_timeout_ms: int = Field(default=3_000, ge=10)
+
+    @model_validator(mode="after")
+    def _lock_wait_ends_first(self) -> DatabasePoolSettings:
+        # Otherwise a lock wait ends as a cancelled statement (a 500), not as "busy" (a 409).
+        if self.lock_timeout_ms >= self.statement_timeout_ms:
+            raise ValueError("lock_timeout_ms must be shorter than statement_timeout_ms")
+        return self
 
 
 class JobSettings(BaseModel):
     # None means: run a worker inside `corral serve` only when on the embedded database.
     in_process_worker: bool | None = None
     concurrency: int = Field(default=4, ge=1, le=64)
+    # A worker records a heartbeat this often; one silent for three beats counts as dead (/ready
+    # stops counting it; other workers prune its registration).
+    heartbeat_seconds: float = Field(default=10.0, gt=0, le=300)
+    # A worker that dies (the database restarted or is away) is started again with backoff. After
+    # this long without a healthy run, `corral worker` gives up and exits non-zero so its service
+    # manager restarts it; the in-process worker of `serve` never gives up (/ready reports it).
+    give_up_after_seconds: float = Field(default=300.0, gt=0)
+
+    @property
+    def stalled_after_seconds(self) -> float:
+        """A worker whose last heartbeat is older than this is presumed dead."""
+        return 3 * self.heartbeat_seconds
+
+
+class DriverKindSettings(BaseModel):
+    """One driver kind's own deadlines (``CORRAL_DRIVERS__KINDS__LIBVIRT__BUILD_TIMEOUT_S=3600``);
+    what is left unset comes from the defaults in ``DriverSettings``."""
+
+    connect_timeout_s: float | None = Field(default=None, gt=0)
+    operation_timeout_s: float | None = Field(default=None, gt=0)
+    build_timeout_s: float | None = Field(default=None, gt=0)
+    threads_per_node: int | None = Field(default=None, ge=1, le=64)
+
+
+class DriverSettings(BaseModel):
+    """Deadlines for hypervisor calls. A call past one fails as a transient error (the job retries
+    with backoff and the node is marked down), so a node that never answers cannot hold a job."""
+
+    # Opening a connection to a node (TCP, ssh or TLS handshake, authentication).
+    connect_timeout_s: float = Field(default=30.0, gt=0)
+    # Any call on an open connection (state, power, listing, host information).
+    operation_timeout_s: float = Field(default=120.0, gt=0)
+    # Calls that copy or delete disks: create, reinstall, resize, destroy.
+    build_timeout_s: float = Field(default=1800.0, gt=0)
+    # Calls to one node that may block at once; a hung node holds at most this many threads.
+    threads_per_node: int = Field(default=4, ge=1, le=64)
+    # Per driver kind ("libvirt", …), overriding the values above.
+    kinds: dict[str, DriverKindSettings] = Field(default_factory=dict)
+
+    def for_kind(self, kind: str) -> DriverSettings:
+        """These settings with ``kind``'s own values applied."""
+        own = self.kinds.get(kind)
+        return self.model_copy(update=own.model_dump(exclude_none=True)) if own else self
 
 
 class ServersSettings(BaseModel):
@@ -147,6 +200,9 @@ class ServersSettings(BaseModel):
     cancel_retry_base_seconds: int = Field(default=60, ge=0)
     # While a deletion job runs, the processor looks at it again after this long.
     cancel_recheck_seconds: int = Field(default=30, ge=0)
+    # The reconciler reports (as drift, to operators) a server building, reinstalling or deleting
+    # for longer than this: its job is lost or stuck, and a person must look.
+    stuck_after_minutes: int = Field(default=30, ge=1)
 
     @property
     def grace_period_text(self) -> str:
@@ -194,6 +250,7 @@ class Settings(BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     servers: ServersSettings = Field(default_factory=ServersSettings)
+    drivers: DriverSettings = Field(default_factory=DriverSettings)
 
     @field_validator("database_url")
     @classmethod

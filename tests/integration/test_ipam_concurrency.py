@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from corral.audit import audit
 from corral.config import Settings
+from corral.db.session import translate_lock_errors
 from corral.ipam import PoolExhausted, ipam, repository
 from corral.ipam.errors import PoolBusy
 from corral.ipam.schemas import IpPoolUpdate
@@ -41,6 +42,7 @@ async def sessions(
 ) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     # One connection per caller at once, plus one for the checks.
     engine = create_async_engine(fresh_database(), pool_size=CALLERS + 2, max_overflow=0)
+    translate_lock_errors(engine)  # as the panel's engines (corral.db.session.create_engine) do
     yield async_sessionmaker(engine, expire_on_commit=False, autoflush=False, info={"settings": settings})
     await engine.dispose()
 

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
+import pytest
+from fastapi import FastAPI
+
+from corral.jobs.runtime import JobRuntime
 
 
 async def test_health_answers_ok(client: httpx.AsyncClient) -> None:
@@ -45,3 +51,23 @@ async def test_a_malformed_request_id_is_replaced(client: httpx.AsyncClient) -> 
     response = await client.get("/health", headers={"X-Request-ID": "x\tinjected: yes"})
     assert response.headers["x-request-id"] != "x\tinjected: yes"
     assert response.headers["x-request-id"].isalnum()
+
+
+async def test_ready_is_503_when_the_in_process_worker_is_gone(
+    app: FastAPI, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve` restarts its worker whenever it dies; should the supervisor itself end, the
+    process must stop reading as ready rather than serve with nobody running jobs."""
+
+    async def supervisor_dies(self: JobRuntime, give_up_after: float | None) -> None:
+        raise RuntimeError("supervisor bug")
+
+    monkeypatch.setattr(JobRuntime, "_supervise", supervisor_dies)
+    jobs: JobRuntime = app.state.jobs
+    await jobs.start_worker()
+    await asyncio.wait({task for task in asyncio.all_tasks() if task.get_name() == "corral-job-worker"})
+
+    response = await client.get("/ready")
+    assert response.status_code == 503, response.text
+    checks = {check["name"]: check for check in response.json()["checks"]}
+    assert checks["worker"]["ok"] is False

@@ -87,7 +87,7 @@ async def test_polling_keeps_every_job_first_shown_while_new_ones_arrive(
     customer, server, ids = await _owner_with_jobs(people, db, TIMELINE_PAGE + 3)
     page = await customer.client.get(f"/servers/{server.id}")
     since = _shown(page.text)[-1]
-    assert f"hx-vals='{{\"since\": {since}}}'" in page.text  # what the live block's polls send
+    assert f'hx-vals=\'{{"since": {since}, "version": ' in page.text  # what the live block's polls send
 
     new = await _jobs(db, server, 2)
     polled = await customer.client.get(

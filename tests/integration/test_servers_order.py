@@ -13,7 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from corral.models.ipam import IpAddress
 from corral.models.servers import Server
 from corral.models.settings import PanelSetting
+from corral.servers.errors import NoCapacity, NoNodeAvailable
 from corral.servers.naming import NameRefused, normalise_display_name, normalise_hostname
+from corral.servers.placement import Demand, choose_node
 from corral.servers.root_password import sha512_crypt
 from tests.integration.test_servers_pages import Offer, make_offer, make_server, order_key
 from tests.support.admin import People, Person, people_for
@@ -206,6 +208,32 @@ async def test_no_capacity_is_a_clear_refusal_and_leaves_nothing(people: People,
 
     assert refused.status_code == 409
     assert "no room for a server of this size" in refused.text
+    assert await servers_of(db, customer) == 0
+
+
+async def test_an_order_while_the_only_node_is_down_says_unavailable_not_full(
+    people: People, db: AsyncSession
+) -> None:
+    offer = await make_offer(db)
+    customer = await people.sign_in()
+    offer.node.status = "offline"
+    await db.flush()
+
+    refused = await place_order(customer, offer, "later")
+
+    assert refused.status_code == 409
+    assert "No server node is available in that location right now" in refused.text
+    assert "no room" not in refused.text
+    with pytest.raises(NoNodeAvailable) as raised:
+        await choose_node(db, offer.location.id, Demand(vcpus=1, memory_mib=256, disk_gib=1))
+    assert raised.value.code == "no_node_available"
+    # Back online but full: that is "no room", a different code.
+    offer.node.status = "online"
+    offer.node.cpu_total = 1
+    await db.flush()
+    with pytest.raises(NoCapacity) as full:
+        await choose_node(db, offer.location.id, Demand(vcpus=2, memory_mib=256, disk_gib=1))
+    assert full.value.code == "no_capacity"
     assert await servers_of(db, customer) == 0
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from corral.models.locations import Location
 from corral.models.nodes import Node, NodeStatus
 from corral.models.servers import Server, ServerStatus
-from corral.servers.errors import NoCapacity
+from corral.servers.errors import NoCapacity, NoNodeAvailable
 from corral.servers.placement import Demand, choose_node
 from tests.factories.users import create_user
 
@@ -87,7 +87,8 @@ async def test_the_least_loaded_node_with_room_wins(db: AsyncSession) -> None:
 async def test_nodes_that_are_not_online_take_no_servers(db: AsyncSession, status: NodeStatus) -> None:
     location = await make_location(db)
     await make_node(db, location, status=status)
-    with pytest.raises(NoCapacity):
+    # Not "full": nothing in the location can take a server right now (issue 11, point 4).
+    with pytest.raises(NoNodeAvailable):
         await choose_node(db, location.id, SMALL)
 
 

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.audit import audit
+from corral.db.session import settings_of
 from corral.drivers.base import InstanceRef, InstanceState
-from corral.models.nodes import DriftReport
+from corral.kit.clock import utcnow
+from corral.models.nodes import DriftKind, DriftReport
 from corral.models.servers import Server, ServerStatus
+from corral.servers.lifecycle import move
 from corral.servers.reconciler import reconcile
 from tests.factories.users import create_user
 from tests.integration.test_servers_placement import make_location, make_node
@@ -114,3 +119,38 @@ async def test_an_instance_still_being_recorded_by_its_job_is_not_drift(db: Asyn
         db, node.id, [instance("settled"), instance("impostor", server_id=str(settled.id))]
     )
     assert len(report.new_drift) == 1
+
+
+async def test_a_server_stuck_reinstalling_past_the_deadline_is_reported_once(db: AsyncSession) -> None:
+    location = await make_location(db)
+    node = await make_node(db, location)
+    stuck = await server_on(db, node.id, location.id, "r", ServerStatus.ACTIVE)
+    move(stuck, ServerStatus.REINSTALLING, now=utcnow())
+    await db.flush()
+    deadline = timedelta(minutes=settings_of(db).servers.stuck_after_minutes)
+    listing = [instance("r")]
+
+    in_time = await reconcile(db, node.id, listing, now=stuck.status_changed_at + deadline)
+    late = await reconcile(
+        db, node.id, listing, now=stuck.status_changed_at + deadline + timedelta(minutes=1)
+    )
+    later = await reconcile(db, node.id, listing, now=stuck.status_changed_at + 2 * deadline)
+
+    assert in_time.new_drift == []
+    assert len(late.new_drift) == 1
+    assert later.new_drift == []  # still open: refreshed, not reported (nor audited) again
+    (report,) = (
+        await db.execute(select(DriftReport).where(DriftReport.kind == DriftKind.STUCK_SERVER.value))
+    ).scalars()
+    assert (report.server_id, report.external_id, report.resolved_at) == (
+        stuck.id,
+        f"server:{stuck.id}",
+        None,
+    )
+    assert "reinstalling since" in (report.detail or "")
+    assert len(await audit.list(db, action="drift.stuck_server")) == 1
+
+    move(stuck, ServerStatus.ACTIVE)  # the job finished after all
+    await db.flush()
+    done = await reconcile(db, node.id, listing, now=stuck.status_changed_at + 3 * deadline)
+    assert done.resolved == 1

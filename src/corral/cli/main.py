@@ -133,8 +133,11 @@ def serve(host: Host = None, port: Port = None) -> None:
 
 @app.command()
 def worker() -> None:
-    """Run a job worker until SIGTERM or Ctrl-C (run as many as you like, on any machine)."""
-    from corral.jobs.runtime import JobRuntime
+    """Run a job worker until SIGTERM or Ctrl-C (run as many as you like, on any machine).
+
+    It rides out database restarts; it exits with status 1 when the database stays away for
+    CORRAL_JOBS__GIVE_UP_AFTER_SECONDS, so that its service manager starts it again."""
+    from corral.jobs.runtime import JobRuntime, WorkerGaveUp
 
     settings = load_settings()
     configure_logging(settings)
@@ -153,7 +156,10 @@ def worker() -> None:
         finally:
             await runtime.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except WorkerGaveUp as error:
+        fail([f"the job worker gave up: {error}"], code=1)
 
 
 @app.command(name="migrate")

@@ -9,21 +9,43 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.engine import URL
+from sqlalchemy import event
+from sqlalchemy.engine import URL, ExceptionContext
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from corral.config import Settings
+from corral.kit.errors import Busy
+
+# SQLSTATE 55P03: a lock wait passed ``lock_timeout``, or a NOWAIT lock was taken.
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 def create_engine(url: URL, settings: Settings) -> AsyncEngine:
-    timeout = settings.database.statement_timeout_ms
-    return create_async_engine(
+    database = settings.database
+    options = f"-c statement_timeout={database.statement_timeout_ms}"
+    options += f" -c lock_timeout={database.lock_timeout_ms}"
+    engine = create_async_engine(
         url,
-        pool_size=settings.database.pool_size,
-        max_overflow=settings.database.max_overflow,
+        pool_size=database.pool_size,
+        max_overflow=database.max_overflow,
         pool_pre_ping=True,
-        connect_args={"options": f"-c statement_timeout={timeout}", "application_name": "corral"},
+        connect_args={"options": options, "application_name": "corral"},
     )
+    translate_lock_errors(engine)
+    return engine
+
+
+def translate_lock_errors(engine: AsyncEngine) -> None:
+    """Make ``engine`` raise ``Busy`` for a lock it could not get (see ``_lock_wait_is_busy``)."""
+    event.listen(engine.sync_engine, "handle_error", _lock_wait_is_busy)
+
+
+def _lock_wait_is_busy(context: ExceptionContext) -> None:
+    """A lock wait past ``lock_timeout``, anywhere, leaves as ``Busy`` (a 409 for a request, a retry
+    for a job) instead of a database error that would read as a 500. The transaction is still
+    rolled back by whoever owns it."""
+    if getattr(getattr(context.original_exception, "diag", None), "sqlstate", None) == LOCK_NOT_AVAILABLE:
+        raise Busy() from context.sqlalchemy_exception
 
 
 def create_session_factory(engine: AsyncEngine, settings: Settings) -> async_sessionmaker[AsyncSession]:

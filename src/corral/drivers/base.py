@@ -60,6 +60,11 @@ class TransientDriverError(DriverError):
     """The node did not answer or was busy: retry the job with backoff."""
 
 
+class DriverTimeout(TransientDriverError):
+    """A call passed its deadline (connecting, or an operation on a connected node). The thread stuck
+    in the hypervisor library cannot be stopped; the caller stops waiting and retries later."""
+
+
 class PermanentDriverError(DriverError):
     """The request cannot succeed as asked; show the message to the user, do not retry."""
 
@@ -200,6 +205,26 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class DriverTimeouts:
+    """Deadlines for one node's calls (``CORRAL_DRIVERS__…`` settings, per driver kind).
+
+    ``connect_s`` bounds opening the connection; ``operation_s`` every call on an open one;
+    ``build_s`` the calls that copy disks (create, reinstall, resize, destroy). ``threads`` is how many
+    calls to this node may block at once: calls past it wait their turn (and their deadline), so a
+    node that never answers holds at most that many threads and never the ones other nodes use.
+    """
+
+    connect_s: float = 30.0
+    operation_s: float = 120.0
+    build_s: float = 1800.0
+    threads: int = 4
+
+    def __post_init__(self) -> None:
+        _check(min(self.connect_s, self.operation_s, self.build_s) > 0, "deadlines must be positive")
+        _check(self.threads >= 1, "a node needs at least one thread")
+
+
+@dataclass(frozen=True)
 class DriverConnection:
     """How to reach one node: what the nodes service stores (secrets decrypted) and hands over.
 
@@ -213,6 +238,7 @@ class DriverConnection:
     storage_pool: str = "default"
     network: str = "default"
     options: Mapping[str, str] = field(default_factory=dict)
+    timeouts: DriverTimeouts = field(default_factory=DriverTimeouts)
 
 
 # --- value objects in -----------------------------------------------------------------------------
@@ -414,7 +440,11 @@ class HypervisorDriver(Protocol):
     async def state(self, external_id: str) -> InstanceState: ...
 
     async def reinstall(self, external_id: str, spec: InstanceSpec) -> InstanceRef:
-        """Fresh disk from ``spec.image``, fresh cloud-init seed, same MACs; leaves it running."""
+        """Fresh disk from ``spec.image``, fresh cloud-init seed, same MACs; leaves it running.
+
+        The new disk is made before the old one is touched: when this raises, the instance is left
+        on its previous disk, running if it was (the panel then hands the server back as it was).
+        """
         ...
 
     async def resize(self, external_id: str, resize: ResizeSpec) -> None:

@@ -20,14 +20,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from psycopg import errors as pg_errors
 from sqlalchemy import ColumnElement, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.ipam.errors import PoolBusy, PoolNameTaken
 from corral.ipam.schemas import Address, AddressFilter, AddressState, Network
+from corral.kit.errors import Busy
 from corral.models.ipam import IpAddress, IpPool
 from corral.models.locations import Location
 from corral.models.servers import Server
@@ -148,10 +148,8 @@ async def lock_pool(session: AsyncSession, pool_id: int, *, for_delete: bool) ->
     try:
         async with session.begin_nested():
             return (await session.scalars(statement)).first()
-    except OperationalError as error:
-        if isinstance(error.orig, pg_errors.LockNotAvailable):
-            raise PoolBusy() from error
-        raise
+    except Busy as error:  # the engine's name for LockNotAvailable (corral.db.session)
+        raise PoolBusy() from error
 
 
 async def delete_pool(session: AsyncSession, pool_id: int) -> None:

@@ -39,6 +39,7 @@ from procrastinate.jobs import Job
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from corral.db.session import transaction
+from corral.drivers.base import PermanentDriverError, UnsupportedOperation
 from corral.jobs.errors import (
     InvalidJobArguments,
     PermanentJobError,
@@ -69,13 +70,17 @@ RESOURCES_KEY = "corral"
 
 _TASK_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 log = get_logger("corral.jobs")
+# Errors that say trying again cannot help: the task's own refusal, and a hypervisor's (an image
+# the node does not have, an operation the driver does not offer). Retrying them only repeats the
+# refusal and delays the state the owner can act on.
+NEVER_RETRY: tuple[type[BaseException], ...] = (PermanentJobError, PermanentDriverError, UnsupportedOperation)
 
 
 class Backoff(BaseRetryStrategy):
     """Retry with exponential backoff: wait ``base``, ``2·base``, ``4·base`` … (at most ``cap``) seconds.
 
     ``attempts`` counts every run, the first included. Only ``retry_on`` errors are retried, and
-    never ``PermanentJobError``; an attempt cut short by a worker shutdown or a lost worker is
+    never those in :data:`NEVER_RETRY`; an attempt cut short by a worker shutdown or a lost worker is
     always retried while attempts remain.
     """
 
@@ -100,7 +105,7 @@ class Backoff(BaseRetryStrategy):
 
     def get_retry_decision(self, *, exception: BaseException, job: Job) -> RetryDecision | None:
         attempt = job.attempts + 1
-        if attempt >= self.attempts or isinstance(exception, PermanentJobError):
+        if attempt >= self.attempts or isinstance(exception, NEVER_RETRY):
             return None
         interrupted = isinstance(exception, asyncio.CancelledError | WorkerLost)
         if not interrupted and not isinstance(exception, self.retry_on):
@@ -155,6 +160,33 @@ class TaskContext:
         return self.job.should_abort()
 
 
+@dataclass(frozen=True)
+class GiveUp:
+    """Handed to a task's ``on_give_up`` hook once its job has failed for good: no attempt is left,
+    the error is one that is never retried, or its worker was lost on the last attempt.
+
+    The hook runs in a transaction of its own (the failed attempt's was rolled back), so it can
+    leave the rows the job was changing in a state a person can act on ("failed", with why).
+    """
+
+    session: AsyncSession
+    arguments: Mapping[str, Any]
+    error: BaseException
+    job_id: int
+    attempt: int
+    logs: JobLogWriter
+
+    @property
+    def reason(self) -> str:
+        """The error as a person reads it: a driver's message, else the error's name and text."""
+        message = str(getattr(self.error, "message", "") or self.error)
+        return message if message else type(self.error).__name__
+
+    async def log(self, message: str, *, level: LogLevel = "warning") -> None:
+        await self.logs.write_quietly(job_id=self.job_id, attempt=self.attempt, level=level, message=message)
+
+
+GiveUpHook = Callable[[GiveUp], Awaitable[None]]
 TaskFunc = Callable[Concatenate[TaskContext, ...], Awaitable[None]]
 F = TypeVar("F", bound=TaskFunc)
 
@@ -193,6 +225,11 @@ class TaskSpec:
     retry: Backoff | None
     priority: int
     signature: inspect.Signature
+    on_give_up: GiveUpHook | None = None
+
+    def will_retry(self, error: BaseException, job: Job) -> bool:
+        """Whether procrastinate will run the job again after ``error`` ended this attempt."""
+        return self.retry is not None and self.retry.get_retry_decision(exception=error, job=job) is not None
 
     @property
     def accepts_timestamp(self) -> bool:
@@ -231,6 +268,7 @@ def _make_spec(
     queueing_lock: str | None,
     retry: Backoff | None,
     priority: int,
+    on_give_up: GiveUpHook | None = None,
 ) -> TaskSpec:
     where = f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}"
     if not _TASK_NAME.match(name):
@@ -261,6 +299,7 @@ def _make_spec(
         retry=retry,
         priority=priority,
         signature=signature,
+        on_give_up=on_give_up,
     )
 
 
@@ -271,16 +310,27 @@ def task(
     queueing_lock: str | None = None,
     retry: Backoff | None = DEFAULT_RETRY,
     priority: int = 0,
+    on_give_up: GiveUpHook | None = None,
 ) -> Callable[[F], F]:
     """Declare ``async def body(ctx: TaskContext, *, some_id: int) -> None`` as task ``name``.
 
     ``lock`` (e.g. ``"server:{server_id}"``, filled from the job's arguments) keeps jobs with the
     same lock from running at the same time, in the order they were deferred. ``queueing_lock``
     refuses a second job while one with the same value is waiting. ``retry=None`` runs once.
+    ``on_give_up`` runs (see :class:`GiveUp`) when the job fails for good, so no job leaves what it
+    was changing half-way ("Building" forever) when its retries run out.
     """
 
     def register(func: F) -> F:
-        spec = _make_spec(name, func, lock=lock, queueing_lock=queueing_lock, retry=retry, priority=priority)
+        spec = _make_spec(
+            name,
+            func,
+            lock=lock,
+            queueing_lock=queueing_lock,
+            retry=retry,
+            priority=priority,
+            on_give_up=on_give_up,
+        )
         existing = _registry.get(name)
         if existing is not None and (
             getattr(existing.func, "__module__", None),
@@ -324,14 +374,52 @@ def _runner(spec: TaskSpec) -> Callable[..., Awaitable[None]]:
         if not spec.accepts_timestamp:
             arguments.pop("timestamp", None)
         with structlog.contextvars.bound_contextvars(job_id=context.job.id, task=spec.name):
-            async with transaction(resources.session_factory) as session:
-                ctx = TaskContext(session=session, job=context, logs=resources.logs)
-                await spec.func(ctx, **arguments)
+            try:
+                async with transaction(resources.session_factory) as session:
+                    ctx = TaskContext(session=session, job=context, logs=resources.logs)
+                    await spec.func(ctx, **arguments)
+            except Exception as error:
+                if not spec.will_retry(error, context.job):
+                    await give_up(spec, resources, context.job, arguments, error)
+                raise
 
     run.__name__ = getattr(spec.func, "__name__", "run")
     run.__qualname__ = spec.name
     run.__module__ = getattr(spec.func, "__module__", __name__)
     return run
+
+
+async def give_up(
+    spec: TaskSpec,
+    resources: WorkerResources,
+    job: Job,
+    arguments: Mapping[str, Any],
+    error: BaseException,
+) -> None:
+    """Run ``spec``'s give-up hook for ``job`` on its own transaction. A hook that fails is logged
+    and left at that: the job's own error is what its timeline must show."""
+    if spec.on_give_up is None:
+        return
+    assert job.id is not None  # a job that ran has an id
+    try:
+        async with transaction(resources.session_factory) as session:
+            await spec.on_give_up(
+                GiveUp(
+                    session=session,
+                    arguments=arguments,
+                    error=error,
+                    job_id=job.id,
+                    attempt=attempt_of_job(job),
+                    logs=resources.logs,
+                )
+            )
+    except Exception as failure:
+        log.error("job_give_up_hook_failed", job_id=job.id, task=spec.name, error=repr(failure))
+
+
+def attempt_of_job(job: Job) -> int:
+    """The attempt that just ended, counted from 1 (procrastinate counts the ended ones)."""
+    return job.attempts + 1
 
 
 def build_app(connector: BaseConnector | None = None) -> App:

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import Select
+from sqlalchemy.sql.selectable import ScalarSelect
 
 from corral.jobs.schemas import FINISHED_STATUSES
 from corral.models.jobs import JobLog
@@ -49,6 +50,7 @@ _jobs = table(
 )
 _events = table(
     "procrastinate_events",
+    column("id", BigInteger),
     column("job_id", BigInteger),
     column("type", String),
     column("at", DateTime(timezone=True)),
@@ -86,6 +88,16 @@ def _job_select() -> Select[Any]:
         times.c.started_at,
         finished_at.label("finished_at"),
     ).select_from(_jobs.outerjoin(times, true()))
+
+
+def activity_marks(lock: str) -> tuple[ScalarSelect[Any], ScalarSelect[Any]]:
+    """Two scalar subqueries that change whenever a job under ``lock`` is added, moves on or logs a
+    line: the newest event id and the newest log line id of those jobs (a new job starts with a
+    "deferred" event). Cheap to compare, for "has anything changed since you last looked?"."""
+    jobs_under_lock = select(_jobs.c.id).where(_jobs.c.lock == lock)
+    newest_event = select(func.max(_events.c.id)).where(_events.c.job_id.in_(jobs_under_lock))
+    newest_log = select(func.max(JobLog.id)).where(JobLog.job_id.in_(jobs_under_lock))
+    return newest_event.scalar_subquery(), newest_log.scalar_subquery()
 
 
 async def get_job(session: AsyncSession, job_id: int) -> Row[Any] | None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from procrastinate import builtin_tasks
-from procrastinate.jobs import Status
+from procrastinate.jobs import Job, Status
 
 from corral.jobs import repository
-from corral.jobs.app import Backoff, TaskContext, task
-from corral.jobs.errors import WorkerLost
+from corral.jobs.app import RESOURCES_KEY, Backoff, TaskContext, WorkerResources, get_spec, give_up, task
+from corral.jobs.errors import UnknownTask, WorkerLost
 from corral.jobs.periodic import PERIODIC_QUEUE
 from corral.kit.logging import get_logger
 
@@ -64,4 +64,19 @@ async def recover_stalled(ctx: TaskContext, *, timestamp: int) -> None:
         await ctx.logs.write_quietly(
             job_id=job.id, attempt=job.attempts + 1, level="error", message=f"WorkerLost: {error}; {outcome}"
         )
+        if retry is None:
+            # A job lost on its last attempt fails for good here, not in a worker: its give-up hook
+            # (a reinstall back to a state the owner can act on) runs now, or never.
+            await _give_up(ctx, job, error)
         log.warning("stalled_job_recovered", job_id=job.id, task=job.task_name, outcome=outcome)
+
+
+async def _give_up(ctx: TaskContext, job: Job, error: WorkerLost) -> None:
+    resources = ctx.job.additional_context.get(RESOURCES_KEY)
+    if not isinstance(resources, WorkerResources):
+        return
+    try:
+        spec = get_spec(job.task_name)
+    except UnknownTask:
+        return
+    await give_up(spec, resources, job, dict(job.task_kwargs), error)

@@ -43,6 +43,18 @@ class Conflict(PanelError):
     default_message = "That conflicts with the current state; reload and try again."
 
 
+class Busy(Conflict):
+    """A row (or advisory lock) this request needs is held by another transaction for longer than
+    the database's ``lock_timeout``: answered at once with a 409 rather than a wait."""
+
+    code = "busy"
+    default_message = "This is being changed by another action right now. Try again in a moment."
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "1"}
+
+
 class ValidationFailed(PanelError):
     status_code = 422
     code = "validation_failed"

@@ -137,6 +137,7 @@ class NodeTemplate(Base):
 class DriftKind(enum.StrEnum):
     UNKNOWN_INSTANCE = "unknown_instance"  # the hypervisor runs something the panel does not know
     MISSING_INSTANCE = "missing_instance"  # the panel expects an instance the hypervisor lacks
+    STUCK_SERVER = "stuck_server"  # a server has been building, reinstalling or deleting too long
 
 
 class DriftReport(Base):
@@ -144,7 +145,9 @@ class DriftReport(Base):
 
     __tablename__ = "drift_reports"
     __table_args__ = (
-        CheckConstraint("kind IN ('unknown_instance', 'missing_instance')", name="kind_known"),
+        CheckConstraint(
+            "kind IN ('unknown_instance', 'missing_instance', 'stuck_server')", name="kind_known"
+        ),
         # One open report per thing; a later run updates last_seen_at instead of adding rows.
         Index(
             "uq_drift_reports_open",

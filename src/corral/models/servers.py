@@ -104,6 +104,9 @@ class Server(Base):
     # The hypervisor's own id for this server (opaque to the panel).
     external_id: Mapped[str | None] = mapped_column(String(200))
     status_detail: Mapped[str | None] = mapped_column(Text)
+    # When ``status`` last changed (servers.lifecycle.move sets both): the reconciler reports a
+    # server stuck in a transitional status past a deadline.
+    status_changed_at: Mapped[datetime] = mapped_column(server_default=func.now())
     state_checked_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     deleted_at: Mapped[datetime | None]

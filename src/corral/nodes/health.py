@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.audit import Target, audit
-from corral.drivers.base import ImageRef
+from corral.db.session import settings_of
+from corral.drivers.base import DriverTimeouts, ImageRef
 from corral.kit.actors import Actor
 from corral.kit.clock import utcnow
 from corral.models.nodes import Node, NodeStatus
@@ -27,7 +28,7 @@ from corral.node_keys.service import private_key_of
 from corral.nodes import repository
 from corral.nodes.credentials import CredentialsUnreadable, credentials_of
 from corral.nodes.errors import ConnectionNotSet, EncryptionNotConfigured
-from corral.nodes.probe import ProbeResult, connection_for, probe
+from corral.nodes.probe import ProbeResult, connection_for, probe, timeouts_for
 from corral.nodes.probe import Target as ProbeTarget
 from corral.nodes.schemas import NodeCredentials, endpoint_of
 from corral.templates import repository as templates_repository
@@ -44,9 +45,15 @@ class CheckOutcome:
         return self.node.status != self.previous_status
 
 
-def target_of(node: Node, credentials: NodeCredentials | None, private_key: str | None) -> ProbeTarget:
-    """How to reach ``node`` with ``credentials`` and its SSH key's ``private_key`` (decrypted).
-    Raises ``ConnectionNotSet`` for a node whose connection must be entered again."""
+def target_of(
+    node: Node,
+    credentials: NodeCredentials | None,
+    private_key: str | None,
+    timeouts: DriverTimeouts | None = None,
+) -> ProbeTarget:
+    """How to reach ``node`` with ``credentials`` and its SSH key's ``private_key`` (decrypted),
+    its calls bounded by ``timeouts``. Raises ``ConnectionNotSet`` for a node whose connection must
+    be entered again."""
     if node.transport is None:
         raise ConnectionNotSet()
     return connection_for(
@@ -58,6 +65,7 @@ def target_of(node: Node, credentials: NodeCredentials | None, private_key: str 
         network=node.network,
         domain_type=node.domain_type,
         options=node.driver_options,
+        timeouts=timeouts,
     )
 
 
@@ -73,7 +81,8 @@ async def private_key_for(session: AsyncSession, node: Node) -> str | None:
 
 async def stored_target(session: AsyncSession, node: Node) -> ProbeTarget:
     """How to reach a stored node with its own credentials and key, decrypted."""
-    return target_of(node, credentials_of(session, node), await private_key_for(session, node))
+    timeouts = timeouts_for(settings_of(session), node.driver)
+    return target_of(node, credentials_of(session, node), await private_key_for(session, node), timeouts)
 
 
 async def probe_node(session: AsyncSession, node: Node, *, with_templates: bool = True) -> ProbeResult:

@@ -20,10 +20,12 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from corral.config import Settings
 from corral.drivers.base import (
     DriverAuthError,
     DriverConnection,
     DriverError,
+    DriverTimeouts,
     Endpoint,
     HostInfo,
     HypervisorDriver,
@@ -35,7 +37,9 @@ from corral.kit.logging import get_logger
 from corral.models.nodes import NodeStatus
 
 # libvirt's own connect timeouts can be minutes (TCP, ssh); an operator waiting on "Test
-# connection" and a health check that runs every minute both need an answer sooner.
+# connection" and a health check that runs every minute both need an answer sooner. Each driver
+# call also has its own deadlines (``DriverTimeouts``, from the ``drivers`` settings): this bounds a
+# probe as a whole whatever those are set to.
 PROBE_TIMEOUT_S = 20.0
 CLOSE_TIMEOUT_S = 5.0
 MESSAGE_LIMIT = 300
@@ -59,6 +63,17 @@ class Target:
     connection: DriverConnection
 
 
+def timeouts_for(settings: Settings, driver: str) -> DriverTimeouts:
+    """The configured deadlines of ``driver``'s calls (``CORRAL_DRIVERS__…``)."""
+    kind = settings.drivers.for_kind(driver)
+    return DriverTimeouts(
+        connect_s=kind.connect_timeout_s,
+        operation_s=kind.operation_timeout_s,
+        build_s=kind.build_timeout_s,
+        threads=kind.threads_per_node,
+    )
+
+
 def connection_for(
     *,
     driver: str,
@@ -69,6 +84,7 @@ def connection_for(
     network: str,
     domain_type: str,
     options: Mapping[str, str] | None = None,
+    timeouts: DriverTimeouts | None = None,
 ) -> Target:
     # domain_type is a libvirt setting; other drivers reject options they do not know. The node's
     # own driver options (validated by the driver) come on top.
@@ -84,6 +100,7 @@ def connection_for(
             storage_pool=storage_pool,
             network=network,
             options=options,
+            timeouts=timeouts or DriverTimeouts(),
         ),
     )
 

@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from corral.audit import Target, audit
 from corral.auth.errors import MissingPermission
 from corral.auth.principal import Principal
+from corral.db.session import settings_of
 from corral.drivers.base import HostInfo
 from corral.kit.clock import utcnow
 from corral.kit.errors import ValidationFailed
@@ -43,7 +44,7 @@ from corral.nodes.errors import (
     UnknownLocation,
 )
 from corral.nodes.health import CheckOutcome
-from corral.nodes.probe import ProbeResult, connection_for, probe
+from corral.nodes.probe import ProbeResult, connection_for, probe, timeouts_for
 from corral.nodes.schemas import (
     ENDPOINT_FIELDS,
     GIB,
@@ -177,6 +178,7 @@ async def _probe_fields(
         storage_pool=fields.storage_pool,
         network=fields.network,
         domain_type=fields.domain_type,
+        timeouts=timeouts_for(settings_of(session), fields.driver),
     )
     return await probe(target)
 
@@ -278,7 +280,9 @@ class NodeService:
         self, session: AsyncSession, principal: Principal, node_id: int, data: NodeUpdate
     ) -> Node:
         _need(principal, MANAGE)
-        node = await repository.get(session, node_id, for_update=True)
+        # Read, check and ask the node first; lock the row only to write. Nothing may wait on a
+        # hypervisor call behind a node's row (placement and the health check lock it).
+        node = await repository.get(session, node_id)
         if node is None:
             raise NodeNotFound()
         changes = {key: value for key, value in data.changes().items() if getattr(node, key) != value}
@@ -300,11 +304,19 @@ class NodeService:
             check_endpoint(merged["driver"], merged)
         except ValueError as error:
             raise ValidationFailed(str(error), details={"field": "transport"}) from None
-        before = _snapshot(node)
+        result = None
         if CONNECTION_FIELDS & set(changes) or credentials_change is not None:
             result = await self._probe_update(session, node, merged, new_credentials, credentials_change)
             if not result.ok and not data.allow_unreachable:
                 raise _unreachable(result)
+        locked = await repository.get(session, node_id, for_update=True)  # re-read under the lock
+        if locked is None:
+            raise NodeNotFound()
+        node = locked
+        if "location_id" in changes and await repository.has_servers(session, node_id):
+            raise NodeInUse("Servers belong to this node and its location: it cannot move elsewhere.")
+        before = _snapshot(node)
+        if result is not None:
             node.last_checked_at = utcnow()
             node.last_error = result.error
             if node.status != NodeStatus.MAINTENANCE:
@@ -355,7 +367,9 @@ class NodeService:
         """Into maintenance at once; out of it only after asking the node how it is (so it comes
         back online, or straight to offline/unhealthy with the reason)."""
         _need(principal, MANAGE)
-        node = await repository.get(session, node_id, for_update=True)
+        # Leaving asks the node first, without the row lock: nothing may wait on a hypervisor call
+        # behind a node's row (placement locks the location's nodes); record() locks and re-reads.
+        node = await repository.get(session, node_id, for_update=enabled)
         if node is None:
             raise NodeNotFound()
         if enabled:
@@ -378,7 +392,8 @@ class NodeService:
         outcome = await health.record(
             session, node_id, result, principal.actor, leave_maintenance=True, action="node.maintenance.leave"
         )
-        assert outcome is not None  # the row is locked
+        if outcome is None:  # deleted while we asked it
+            raise NodeNotFound()
         return outcome.node
 
     async def check_now(self, session: AsyncSession, principal: Principal, node_id: int) -> CheckOutcome:

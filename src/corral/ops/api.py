@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from corral import __version__
 from corral.auth.deps import MACHINE
+from corral.config import Settings
+from corral.jobs.runtime import JobRuntime
 from corral.ops.schemas import HealthRead, ReadinessRead
 from corral.ops.service import ops_service
 from corral.web.deps import DbSession
@@ -24,9 +26,16 @@ async def health() -> HealthRead:
 
 
 @router.get("/ready", response_model=ReadinessRead, responses={503: {"model": ReadinessRead}})
-async def ready(session: DbSession) -> Response:
-    """The database and the job queue answer; 503 with the failing checks otherwise."""
-    readiness = await ops_service.readiness(session)
+async def ready(request: Request, session: DbSession) -> Response:
+    """The database and the job queue answer, and a worker runs the jobs that are due; 503 with
+    the failing checks otherwise."""
+    settings: Settings = request.app.state.settings
+    jobs: JobRuntime | None = getattr(request.app.state, "jobs", None)
+    readiness = await ops_service.readiness(
+        session,
+        worker_alive_within_seconds=settings.jobs.stalled_after_seconds,
+        in_process_worker_lost=jobs is not None and jobs.worker_lost,
+    )
     status = 200 if readiness.status == "ready" else 503
     return JSONResponse(readiness.model_dump(), status_code=status)
 

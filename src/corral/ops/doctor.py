@@ -141,7 +141,8 @@ def check_job_queue(url: URL, settings: Settings) -> list[Finding]:
             row = conn.execute(
                 "SELECT (SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'),"
                 " (SELECT count(*) FROM procrastinate_workers"
-                "   WHERE last_heartbeat > now() - interval '1 minute')"
+                "   WHERE last_heartbeat > now() - make_interval(secs => %s))",
+                (settings.jobs.stalled_after_seconds,),
             ).fetchone()
     except psycopg.Error as error:
         return [
@@ -159,7 +160,7 @@ def check_job_queue(url: URL, settings: Settings) -> list[Finding]:
             Finding(
                 "workers",
                 "warning",
-                "no job worker has reported in the last minute; servers will not be provisioned",
+                "no job worker is alive (no recent heartbeat); servers will not be provisioned",
                 "start one: corral worker",
             )
         )

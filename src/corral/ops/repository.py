@@ -11,15 +11,18 @@ async def database_answers(session: AsyncSession) -> bool:
     return answer == 1
 
 
-async def job_queue_counts(session: AsyncSession) -> tuple[int, int]:
-    """(jobs waiting, workers seen in the last minute); fails if the queue's tables are missing."""
+async def job_queue_counts(session: AsyncSession, *, alive_within_seconds: float) -> tuple[int, int]:
+    """(jobs due and waiting, workers with a heartbeat in the last ``alive_within_seconds``);
+    fails if the queue's tables are missing. A retry scheduled for later is not waiting yet."""
     row = (
         await session.execute(
             text(
-                "SELECT (SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'),"
+                "SELECT (SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo'"
+                "         AND (scheduled_at IS NULL OR scheduled_at <= now())),"
                 " (SELECT count(*) FROM procrastinate_workers"
-                "   WHERE last_heartbeat > now() - interval '1 minute')"
-            )
+                "   WHERE last_heartbeat > now() - make_interval(secs => :alive_within))"
+            ),
+            {"alive_within": alive_within_seconds},
         )
     ).one()
     return int(row[0]), int(row[1])

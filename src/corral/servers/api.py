@@ -6,7 +6,8 @@ reinstall and retry answer 202 with the job; follow it on ``GET /api/v1/servers/
 
 Errors are ``{"code", "message", "request_id"}``: 404 ``server_not_found`` (also for another
 person's server), 409 ``server_busy`` / ``invalid_server_state`` / ``server_limit_reached`` /
-``no_capacity`` / ``server_suspended`` / ``server_being_deleted``, 422 ``validation_failed`` with
+``no_capacity`` (every online node full) / ``no_node_available`` (none online: try later) /
+``server_suspended`` / ``server_being_deleted``, 422 ``validation_failed`` with
 field ``errors``, ``plan_not_offered``, ``invalid_ssh_key``, ``reinstall_not_confirmed``.
 """
 

@@ -10,7 +10,17 @@ class ServerNotFound(NotFound):
 
 class NoCapacity(Conflict):
     code = "no_capacity"
-    default_message = "There is no room for a server of this size in that location right now."
+    default_message = "There is no room for a server of this size in that location."
+
+
+class NoNodeAvailable(Conflict):
+    """No node of the location is online (all down or in maintenance): not "full", and worth
+    trying again later, unlike NoCapacity."""
+
+    code = "no_node_available"
+    default_message = (
+        "No server node is available in that location right now; try again shortly or pick another location."
+    )
 
 
 class ServerBusy(Conflict):

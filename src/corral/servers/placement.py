@@ -1,6 +1,7 @@
 """Choosing a node for a new server.
 
-The candidates are the online nodes of the location; a node has room when what its servers
+The candidates are the online nodes of the location (none online is "unavailable", not "full");
+a node has room when what its servers
 already use, plus the new server, fits its capacity times its oversell ratio, for CPU, memory and
 disk alike. Among those, the least loaded (by its most used resource) wins.
 
@@ -17,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.models.nodes import Node
 from corral.servers import repository
-from corral.servers.errors import NoCapacity
+from corral.servers.errors import NoCapacity, NoNodeAvailable
 
 
 @dataclass(frozen=True)
@@ -60,8 +61,12 @@ async def node_loads(session: AsyncSession, location_id: int) -> list[NodeLoad]:
 
 
 async def choose_node(session: AsyncSession, location_id: int, demand: Demand) -> Node:
-    """The node the new server goes on; raises NoCapacity when none has room."""
-    loads = [load for load in await node_loads(session, location_id) if load.fits(demand)]
+    """The node the new server goes on. Raises NoNodeAvailable when no node of the location is
+    online (an outage: try later) and NoCapacity when the online ones are all full."""
+    online = await node_loads(session, location_id)
+    if not online:
+        raise NoNodeAvailable()
+    loads = [load for load in online if load.fits(demand)]
     if not loads:
         raise NoCapacity()
     return min(loads, key=lambda load: (load.load_after(demand), load.node.id)).node

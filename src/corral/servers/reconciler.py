@@ -2,7 +2,9 @@
 
 The panel is the system of record for customers and money; the hypervisor for what is running.
 This module records each server's observed power state, and files a drift report when the two
-disagree: an instance the panel does not know, or a server whose instance has vanished. It never
+disagree: an instance the panel does not know, or a server whose instance has vanished; and when a
+server has been building, reinstalling or deleting for longer than ``servers.stuck_after_minutes``
+(its job was lost or is stuck). It never
 deletes or recreates anything: a person decides (seed 000: "it never guesses").
 """
 
@@ -10,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.audit import Target, audit
+from corral.db.session import settings_of
 from corral.drivers.base import InstanceRef, InstanceState
 from corral.kit.actors import Actor
 from corral.kit.clock import utcnow
 from corral.models.nodes import DriftKind, DriftReport
 from corral.models.servers import PowerState, ServerStatus
 from corral.servers import repository
+from corral.servers.lifecycle import TRANSITIONAL
 
 POWER_STATES: dict[InstanceState, PowerState] = {
     InstanceState.RUNNING: PowerState.RUNNING,
@@ -35,7 +40,7 @@ POWER_STATES: dict[InstanceState, PowerState] = {
 # Servers that must have an instance on their node. A server being provisioned, reinstalled or
 # deleted is in the middle of changing it, so its absence is not yet drift.
 _EXPECTED = (ServerStatus.ACTIVE.value, ServerStatus.SUSPENDED.value)
-_CHANGING = (ServerStatus.PROVISIONING.value, ServerStatus.REINSTALLING.value, ServerStatus.DELETING.value)
+_CHANGING = TRANSITIONAL
 _ACTOR = Actor.system("servers.reconcile")
 
 
@@ -74,10 +79,12 @@ async def _report(
         to_audit.append(_NewDrift(kind, external_id, server_id, detail))
 
 
-async def reconcile(session: AsyncSession, node_id: int, instances: Sequence[InstanceRef]) -> ReconcileReport:
-    """Apply one listing of ``node_id``'s instances to the panel's records."""
+async def reconcile(
+    session: AsyncSession, node_id: int, instances: Sequence[InstanceRef], *, now: datetime | None = None
+) -> ReconcileReport:
+    """Apply one listing of ``node_id``'s instances to the panel's records (``now``: tests' clock)."""
     report = ReconcileReport()
-    now = utcnow()
+    now = now or utcnow()
     servers = await repository.servers_placed_on(session, node_id)
     by_external = {server.external_id: server for server in servers if server.external_id}
     # Servers mid-operation, by panel id: their instance may exist before the job records its id.
@@ -120,6 +127,19 @@ async def reconcile(session: AsyncSession, node_id: int, instances: Sequence[Ins
         )
         open_keys.add((DriftKind.MISSING_INSTANCE.value, external_id))
 
+    stuck_after = timedelta(minutes=settings_of(session).servers.stuck_after_minutes)
+    for server in servers:
+        if server.status not in _CHANGING or now - server.status_changed_at <= stuck_after:
+            continue
+        since = f"{server.status_changed_at:%Y-%m-%d %H:%M} UTC"
+        detail = (
+            f"server {server.id} ({server.name}) has been {server.status} since {since}, longer than "
+            f"{stuck_after.total_seconds() / 60:.0f} minutes: its job may be lost; see its tasks"
+        )
+        key = stuck_key(server.id)
+        await _report(session, node_id, DriftKind.STUCK_SERVER, key, server.id, detail, report, to_audit)
+        open_keys.add((DriftKind.STUCK_SERVER.value, key))
+
     report.resolved = await _resolve_others(session, node_id, open_keys)
     await session.flush()
     # Audit only now, after the flush has written (and so row-locked) the servers changed above.
@@ -136,6 +156,11 @@ async def reconcile(session: AsyncSession, node_id: int, instances: Sequence[Ins
             result="failure",
         )
     return report
+
+
+def stuck_key(server_id: int) -> str:
+    """A stuck server's report is keyed by the server (it may have no instance yet)."""
+    return f"server:{server_id}"
 
 
 async def _resolve_others(session: AsyncSession, node_id: int, still_open: set[tuple[str, str]]) -> int:

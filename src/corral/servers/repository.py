@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from corral.jobs import repository as jobs_repository
 from corral.kit.clock import utcnow
 from corral.models.ipam import IpAddress
 from corral.models.locations import Location
@@ -132,6 +134,32 @@ async def owned(
     if not with_deleted:
         statement = statement.where(Server.status != ServerStatus.DELETED.value)
     return (await session.execute(statement)).scalar_one_or_none()
+
+
+async def live_marks(session: AsyncSession, owner_id: int, server_id: int) -> tuple[Any, ...] | None:
+    """Everything the server page's live block is drawn from that can change, in one query: the
+    server's own state and the newest job event and log line under its lock. None when the
+    customer owns no such server (deleted ones included, as the live block shows them)."""
+    newest_event, newest_log = jobs_repository.activity_marks(f"server:{server_id}")
+    statement = select(
+        Server.status,
+        Server.power_state,
+        Server.status_detail,
+        Server.status_changed_at,
+        Server.suspended_at,
+        Server.suspended_reason,
+        Server.cancel_mode,
+        Server.cancel_due_at,
+        Server.deleted_at,
+        Server.name,
+        Server.hostname,
+        Server.external_id,
+        Server.template_id,
+        newest_event,
+        newest_log,
+    ).where(Server.id == server_id, Server.user_id == owner_id)
+    row = (await session.execute(statement)).one_or_none()
+    return None if row is None else tuple(row)
 
 
 async def owned_list(session: AsyncSession, owner_id: int) -> Sequence[Server]:

@@ -148,6 +148,13 @@ class ServerRead(BaseModel):
     hostname: str | None
     status: str = Field(description="awaiting_setup, provisioning, active, reinstalling, deleting, failed…")
     power_state: str = Field(description="What the hypervisor last reported: running, stopped…")
+    status_detail: str | None = Field(
+        default=None,
+        description=(
+            "Why the last build or reinstall failed, when it did. A failed build is retried with "
+            "POST /setup, a failed reinstall with POST /reinstall."
+        ),
+    )
     plan_id: int | None
     location_id: int
     template_id: int | None
@@ -234,6 +241,9 @@ class ServerView:
     # when there is nothing older.
     jobs_since: int = 0
     older_jobs_before: int | None = None
+    # What the live block was drawn from (ServerService.live_version): a poll that sends it back
+    # unchanged is answered 204 with no body.
+    live_version: str = ""
 
     @property
     def busy_job(self) -> JobRead | None:

@@ -11,6 +11,7 @@ Calls without it (jobs, staff tools, the CLI) act on any server.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -38,6 +39,7 @@ from corral.servers.errors import (
     ServerNotFound,
     TemplateNotOffered,
 )
+from corral.servers.lifecycle import move
 from corral.servers.placement import Demand, choose_node
 from corral.servers.root_password import sha512_crypt
 from corral.servers.schemas import ServerSetupCreate, ServerView
@@ -105,9 +107,12 @@ class ServerAllowance:
 # polling keeps at most TIMELINE_MAX of the newest in view.
 TIMELINE_PAGE = 10
 TIMELINE_MAX = 100
+LIVE_VERSION_LENGTH = 16
 
 # A server can be set up while it waits for its first setup, or after a build the node refused.
 SETUP_STATES = (ServerStatus.AWAITING_SETUP.value, ServerStatus.FAILED.value)
+# ...and reinstalled while it is built, or after a reinstall that did not finish.
+REINSTALL_STATES = (ServerStatus.ACTIVE.value, ServerStatus.FAILED.value)
 
 
 class ServerService:
@@ -215,6 +220,9 @@ class ServerService:
         """
         server = await self.get(session, server_id, owner_id=owner_id, with_deleted=with_deleted)
         (view,) = await self._views(session, [server])
+        view = replace(
+            view, live_version=await self.live_version(session, server.id, owner_id=owner_id) or ""
+        )
         lock = f"server:{server.id}"
         if jobs_since is not None:
             jobs = list(await job_service.list(session, lock=lock, since=jobs_since, limit=TIMELINE_MAX))
@@ -223,6 +231,15 @@ class ServerService:
         jobs = rows[:TIMELINE_PAGE]
         older = jobs[-1].id if len(rows) > TIMELINE_PAGE else None
         return replace(view, jobs=jobs, jobs_since=jobs[-1].id if jobs else 0, older_jobs_before=older)
+
+    async def live_version(self, session: AsyncSession, server_id: int, *, owner_id: int) -> str | None:
+        """A short fingerprint of what the server page's live block shows: equal fingerprints mean
+        the block would be drawn the same, so a poll can be answered with one query and no body.
+        None when the customer has no such server (the caller then takes the normal path)."""
+        marks = await repository.live_marks(session, owner_id, server_id)
+        if marks is None:
+            return None
+        return hashlib.sha256(repr(marks).encode()).hexdigest()[:LIVE_VERSION_LENGTH]
 
     async def _views(self, session: AsyncSession, rows: Sequence[Server]) -> list[ServerView]:
         plan_names, location_names, template_names = await repository.names_for(session, rows)
@@ -364,8 +381,8 @@ class ServerService:
             server_id,
             setup,
             owner_id,
-            allowed=_OPERABLE,
-            refusal="Only a running or stopped server can be reinstalled.",
+            allowed=REINSTALL_STATES,
+            refusal="Only a running or stopped server, or one whose reinstall failed, can be reinstalled.",
             status=ServerStatus.REINSTALLING,
         )
         job_id = await self._defer_once(
@@ -422,7 +439,7 @@ class ServerService:
         server = await self._locked(session, server_id)
         if server.status in (ServerStatus.DELETING.value, ServerStatus.DELETED.value):
             raise InvalidServerState("This server is already being deleted.")
-        server.status = ServerStatus.DELETING.value
+        move(server, ServerStatus.DELETING)
         job_id = await self._defer_once(session, "server.destroy", server.id)
         await audit.record(
             session, actor, "server.destroy", target=Target(type="server", id=server.id), reason=reason
@@ -458,7 +475,7 @@ class ServerService:
         if not setup.ssh_keys and not setup.root_password_hash:
             raise NoWayToSignIn()
         server = await self._actionable(session, server_id, owner_id)
-        if server.status not in allowed:
+        if not self._may_install(server, allowed, status):
             raise InvalidServerState(refusal)
         if server.node_id is None or not await repository.template_on_node(
             session, setup.template_id, server.node_id
@@ -466,8 +483,19 @@ class ServerService:
             raise TemplateNotOffered()
         server.template_id = setup.template_id
         server.hostname = setup.hostname
-        server.status = status.value
+        move(server, status)
         return server
+
+    @staticmethod
+    def _may_install(server: Server, allowed: Sequence[str], status: ServerStatus) -> bool:
+        """A failed server is set up again when its build failed (it has no instance), and
+        reinstalled when its reinstall failed (it has one): a build on a half-reinstalled instance
+        would adopt it as it is, and a reinstall of nothing has no instance to wipe."""
+        if server.status not in allowed:
+            return False
+        if server.status != ServerStatus.FAILED.value:
+            return True
+        return (server.external_id is not None) == (status == ServerStatus.REINSTALLING)
 
     @staticmethod
     def _ensure_actionable(server: Server) -> None:

@@ -17,7 +17,10 @@ deleted. The first row of this table that applies wins:
  6    it waits for its setup                                awaiting_setup          info       no
  7    it is being built                                     building                building   yes
  8    it is being reinstalled                               reinstalling            building   yes
- 9    its build failed                                      failed                  failed     no
+ 9    its build or reinstall failed (and no job retries     failed                  failed     no
+      it): "Build failed" / "Reinstall failed", with why
+      in ``status_detail`` and the setup / reinstall
+      offered again
  10   active, with a power operation queued or running      starting/stopping/...   pending    yes
  11   active: what the hypervisor last reported             running/stopped/...     by state   no
 ====  ===================================================  ======================  =========  =======
@@ -152,6 +155,9 @@ def display_status(
         return DisplayStatus(
             DisplayCode.PENDING_CANCELLATION, "Pending cancellation", "pending", detail=detail, behind=behind
         )
+    if server.status == ServerStatus.FAILED.value and server.external_id is not None:
+        # It has an instance, so what failed was a reinstall (a failed build never made one).
+        return DisplayStatus(DisplayCode.FAILED, "Reinstall failed", "failed")
     lifecycle = _LIFECYCLE.get(server.status)
     if lifecycle is not None:
         return lifecycle

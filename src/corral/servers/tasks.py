@@ -13,21 +13,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from corral.drivers.base import (
     DirectKernelBoot,
+    DriverError,
     ImageRef,
     InstanceNotFound,
     InstanceSpec,
-    InstanceState,
     NetworkInterface,
-    PermanentDriverError,
 )
 from corral.ipam.service import ipam
-from corral.jobs.app import Backoff, TaskContext, task
+from corral.jobs.app import Backoff, GiveUp, TaskContext, task
 from corral.jobs.errors import JobAlreadyQueued, PermanentJobError
 from corral.jobs.service import job_service
 from corral.kit.clock import utcnow
 from corral.models.servers import PowerState, Server, ServerStatus
 from corral.servers import repository
 from corral.servers.hypervisor import open_driver
+from corral.servers.lifecycle import move
 from corral.servers.reconciler import POWER_STATES, reconcile
 
 # Hypervisor calls can fail for a while (a node rebooting); give them a few minutes.
@@ -92,13 +92,50 @@ def new_vnc_password() -> str:
 
 
 async def _load(ctx: TaskContext, server_id: int) -> Server:
-    server = await repository.server_for_update(ctx.session, server_id)
+    """The server, read without a row lock. The job lock ``server:<id>`` keeps other jobs off it;
+    a row lock would be held across the hypervisor call, and a request on the server (power, say)
+    would then wait for as long as a node that never answers keeps the job waiting."""
+    server = await ctx.session.get(Server, server_id, populate_existing=True)
     if server is None:
         raise PermanentJobError(f"server {server_id} no longer exists")
     return server
 
 
-@task("server.provision", lock="server:{server_id}", retry=LIFECYCLE_RETRY)
+async def _relock(ctx: TaskContext, server: Server) -> None:
+    """After the hypervisor call, before writing: lock the row and read it again, since a request
+    may have changed it meanwhile (a deletion asked for during a build, say)."""
+    await ctx.session.refresh(server, with_for_update=True)
+
+
+async def _build_gave_up(give: GiveUp) -> None:
+    """A build that failed for good (the node refused, or retries ran out): "Build failed" with
+    why, and the setup offered again (the server keeps its room and addresses)."""
+    server = await repository.server_for_update(give.session, int(give.arguments["server_id"]))
+    if server is None or server.status != ServerStatus.PROVISIONING:
+        return
+    move(server, ServerStatus.FAILED, detail=f"The build did not succeed: {give.reason}")
+    await give.log("Gave up: the server is marked failed and can be set up again")
+
+
+async def _reinstall_gave_up(give: GiveUp) -> None:
+    """A reinstall that failed for good. The driver leaves the instance on its previous disk
+    whenever its reinstall raises, so after a driver error (or a refusal before the driver was
+    called) the server is handed back as it was; after anything else (a lost worker) nobody knows
+    which disk it has: "Reinstall failed", with the reinstall offered again."""
+    server = await repository.server_for_update(give.session, int(give.arguments["server_id"]))
+    if server is None or server.status != ServerStatus.REINSTALLING:
+        return
+    # A PermanentJobError comes from before the driver was called (the template was withdrawn).
+    if isinstance(give.error, DriverError | PermanentJobError):
+        detail = f"The reinstall did not succeed: {give.reason}. The server kept its previous disk."
+        move(server, ServerStatus.ACTIVE, detail=detail)
+        await give.log("Gave up: the server is back on its previous disk")
+    else:
+        move(server, ServerStatus.FAILED, detail=f"The reinstall did not finish: {give.reason}")
+        await give.log("Gave up: the server is marked failed and can be reinstalled again")
+
+
+@task("server.provision", lock="server:{server_id}", retry=LIFECYCLE_RETRY, on_give_up=_build_gave_up)
 async def provision(
     ctx: TaskContext, *, server_id: int, ssh_keys: list[str], root_password_hash: str | None = None
 ) -> None:
@@ -111,16 +148,15 @@ async def provision(
         f"Creating the server on its node ({spec.vcpus} vCPU, {spec.memory_mib} MiB, {spec.disk_gib} GiB)"
     )
     async with open_driver(ctx.session, server.node_id) as driver:
-        try:
-            # Safe to repeat: the driver adopts an instance this server already made on a failed try.
-            instance = await driver.create(spec, start=True)
-        except PermanentDriverError as error:
-            server.status = ServerStatus.FAILED.value
-            server.status_detail = str(error)
-            await ctx.log(f"The node refused: {error}", level="error")
-            return
-    server.external_id = instance.external_id
-    server.status = ServerStatus.ACTIVE.value
+        # Safe to repeat: the driver adopts an instance this server already made on a failed try.
+        # A refusal (PermanentDriverError) is not retried; _build_gave_up marks the server failed.
+        instance = await driver.create(spec, start=True)
+    await _relock(ctx, server)
+    server.external_id = instance.external_id  # recorded whatever happened: the instance exists
+    if server.status != ServerStatus.PROVISIONING:
+        await ctx.log(f"Built, but the server became {server.status} meanwhile; left as it is")
+        return
+    move(server, ServerStatus.ACTIVE)
     server.power_state = POWER_STATES.get(instance.state, PowerState.UNKNOWN).value
     server.state_checked_at = utcnow()
     await ctx.log("The server is built and starting")
@@ -147,12 +183,13 @@ async def power(ctx: TaskContext, *, server_id: int, action: str) -> None:
         else:
             raise PermanentJobError(f"unknown power action {action!r}")
         state = await driver.state(server.external_id)
+    await _relock(ctx, server)
     server.power_state = POWER_STATES.get(state, PowerState.UNKNOWN).value
     server.state_checked_at = utcnow()
     await ctx.log(f"Done: the server is {server.power_state}")
 
 
-@task("server.reinstall", lock="server:{server_id}", retry=LIFECYCLE_RETRY)
+@task("server.reinstall", lock="server:{server_id}", retry=LIFECYCLE_RETRY, on_give_up=_reinstall_gave_up)
 async def reinstall(
     ctx: TaskContext, *, server_id: int, ssh_keys: list[str], root_password_hash: str | None = None
 ) -> None:
@@ -161,15 +198,19 @@ async def reinstall(
         await ctx.log(f"Nothing to do: the server is {server.status}")
         return
     spec = await build_spec(ctx.session, server, ssh_keys=ssh_keys, root_password_hash=root_password_hash)
-    await ctx.log("Wiping the disk and installing the operating system again")
+    await ctx.log("Making a new disk with the operating system, then replacing the old one with it")
     async with open_driver(ctx.session, server.node_id) as driver:
+        # One driver call, so any error from it means the old disk is still in place (the
+        # driver's contract), which is what _reinstall_gave_up relies on.
         instance = await driver.reinstall(server.external_id, spec)
-        if instance.state != InstanceState.RUNNING:
-            await driver.start(instance.external_id)
-        state = await driver.state(instance.external_id)
+    await _relock(ctx, server)
     server.external_id = instance.external_id
-    server.status = ServerStatus.ACTIVE.value
-    server.power_state = POWER_STATES.get(state, PowerState.UNKNOWN).value
+    if server.status != ServerStatus.REINSTALLING:
+        await ctx.log(f"Reinstalled, but the server became {server.status} meanwhile; left as it is")
+        return
+    move(server, ServerStatus.ACTIVE)
+    server.power_state = POWER_STATES.get(instance.state, PowerState.UNKNOWN).value
+    server.state_checked_at = utcnow()
     await ctx.log("Reinstalled")
 
 
@@ -186,8 +227,9 @@ async def destroy(ctx: TaskContext, *, server_id: int) -> None:
                 await driver.destroy(server.external_id)
             except InstanceNotFound:
                 await ctx.log("The instance was already gone from the node")
+    await _relock(ctx, server)
     released = len(await ipam.release_for_server(ctx.session, server.id))
-    server.status = ServerStatus.DELETED.value
+    move(server, ServerStatus.DELETED)
     server.power_state = PowerState.STOPPED.value
     server.deleted_at = utcnow()
     await ctx.log(f"Deleted; {released} address(es) released")

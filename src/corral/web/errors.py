@@ -6,7 +6,9 @@
 - any other request gets an error page in the panel's look.
 
 An unexpected exception is logged with its traceback and answered with a 500 that shows only the
-request id, which is also on the log line, so support can find it.
+request id, which is also on the log line, so support can find it. One that is the database
+being unreachable (db.outage) is a 503 ``service_unavailable`` with ``Retry-After`` and a "try
+again shortly" page instead: nothing is wrong with the request, and the panel recovers by itself.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from corral.db.outage import is_database_unavailable
 from corral.kit.context import current_request
 from corral.kit.errors import PanelError, ValidationFailed
 from corral.kit.logging import get_logger
@@ -59,12 +62,18 @@ _HTTP_CODES: dict[int, str] = {
     415: "unsupported_media_type",
     422: "validation_failed",
     429: "rate_limited",
+    503: "service_unavailable",
 }
 _HTTP_MESSAGES: dict[int, str] = {
     404: "Nothing exists at this address. It may have moved, or the address may be mistyped.",
     405: "That action is not available at this address.",
 }
-_PAGES: dict[int, str] = {403: "errors/403.html", 404: "errors/404.html", 500: "errors/500.html"}
+_PAGES: dict[int, str] = {
+    403: "errors/403.html",
+    404: "errors/404.html",
+    500: "errors/500.html",
+    503: "errors/503.html",
+}
 _GENERIC_PAGE = "errors/error.html"
 # The code of corral.auth.step_up.StepUpRequired (named here so the web layer needs no auth import).
 STEP_UP_REQUIRED = "step_up_required"
@@ -77,6 +86,9 @@ DATA_ERROR_MESSAGE = (
     "value out of range). Check what was entered and try again."
 )
 STEP_UP_HEADER = "X-Corral-Step-Up"
+UNAVAILABLE_CODE = "service_unavailable"
+UNAVAILABLE_MESSAGE = "The panel cannot reach its database; try again shortly."
+UNAVAILABLE_RETRY_AFTER = "5"
 # Pydantic's first location item says where a field came from; the rest is the field's path.
 _LOCATIONS = frozenset({"body", "query", "path", "header", "cookie"})
 
@@ -97,6 +109,17 @@ class ErrorInfo:
     errors: list[FieldError] = field(default_factory=list)
     details: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+
+
+class InputRefused(StarletteHTTPException):
+    """Input refused while the request body is being read (web.encoding), answered as ``info``.
+
+    An HTTPException because FastAPI passes those on from body parsing untouched (any other
+    exception there becomes a vague 400)."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.status_code, info.message)
+        self.info = info
 
 
 def _request_id() -> str | None:
@@ -255,6 +278,23 @@ def _internal_error() -> ErrorInfo:
     return ErrorInfo(500, INTERNAL_ERROR_CODE, INTERNAL_ERROR_MESSAGE)
 
 
+def _unavailable() -> ErrorInfo:
+    return ErrorInfo(
+        503, UNAVAILABLE_CODE, UNAVAILABLE_MESSAGE, headers={"Retry-After": UNAVAILABLE_RETRY_AFTER}
+    )
+
+
+def _database_unavailable_response(request: Request, error: BaseException) -> Response:
+    """The 503 for an exception nothing handled that is the database being unreachable (see
+    db.outage): logged as a warning without a traceback, since an outage is not a bug."""
+    log.warning("database_unavailable", path=request.url.path, error=type(error).__name__)
+    try:
+        return error_response(request, _unavailable())
+    except Exception:
+        log.exception("error_page_failed", path=request.url.path)
+        return PlainTextResponse(UNAVAILABLE_MESSAGE, status_code=503, headers=dict(_unavailable().headers))
+
+
 def _internal_error_response(request: Request) -> Response:
     try:
         return error_response(request, _internal_error())
@@ -292,13 +332,16 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking)
-        except Exception:
+        except Exception as error:
             if started:
                 # Too late for an error page; let the server close the connection (and log it).
                 raise
             request = Request(scope)
-            log.exception("unhandled_error", method=request.method, path=request.url.path)
-            response = _internal_error_response(request)
+            if is_database_unavailable(error):
+                response = _database_unavailable_response(request, error)
+            else:
+                log.exception("unhandled_error", method=request.method, path=request.url.path)
+                response = _internal_error_response(request)
             await response(scope, receive, send)
 
 
@@ -319,6 +362,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
+        if isinstance(error, InputRefused):
+            return error_response(request, error.info)
         if error.status_code in (204, 304):
             # These statuses have no body by definition.
             return Response(status_code=error.status_code, headers=error.headers)
@@ -345,6 +390,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def last_resort(request: Request, error: Exception) -> Response:
         # Reached only for an exception raised outside UnhandledErrorMiddleware (in an outer
         # middleware), or after a response had started.
+        if is_database_unavailable(error):
+            return _database_unavailable_response(request, error)
         log.error("unhandled_error", path=request.url.path, exc_info=error)
         return _internal_error_response(request)
 

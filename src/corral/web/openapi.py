@@ -3,7 +3,8 @@
 Some answers come from the app, not from a handler, so no router should have to remember them:
 
 - an operation with a security requirement (every route behind ``require()``) can answer 401 (no
-  valid session or token) and 403 (the permission is missing, or a step-up is needed);
+  valid session or token) and 403 (the permission is missing, or a step-up is needed), and 503
+  while the database cannot be reached (the session or token is looked up in it);
 - an operation that takes parameters or a body can answer 422 (a field breaks a rule, or the body
   is not JSON), and one with a path parameter 404 (no such object);
 - every error under /api has one shape, :class:`ErrorRead` (rendered by corral.web.errors), so
@@ -30,6 +31,7 @@ SECURED_RESPONSES: dict[str, str] = {
     "401": "No valid session or token: none was sent, or the token is unknown, expired or revoked.",
     "403": "The account or token lacks the permission, or the action needs a fresh step-up.",
 }
+UNAVAILABLE_RESPONSE = "The panel cannot reach its database right now; retry after `Retry-After` seconds."
 VALIDATION_RESPONSE = "A parameter or a body field breaks a rule, or the body is not a JSON object."
 NOT_FOUND_RESPONSE = "Nothing with that id, or nothing you may see (an id that is not a number, too)."
 
@@ -87,6 +89,7 @@ def complete(document: dict[str, Any]) -> dict[str, Any]:
         if operation.get("security"):
             for status, description in SECURED_RESPONSES.items():
                 _declare(operation, status, description)
+            _declare(operation, "503", UNAVAILABLE_RESPONSE)
         parameters = operation.get("parameters", [])
         if parameters or operation.get("requestBody"):
             _declare(operation, "422", VALIDATION_RESPONSE)

@@ -1,7 +1,17 @@
 """Opening (and re-opening) a libvirt connection, per-node options, and error translation.
 
-libvirt-python is blocking. Everything here runs inside a worker thread (the driver wraps each
-operation in ``asyncio.to_thread``); libvirt connections are safe to share between threads.
+libvirt-python is blocking. Everything here runs inside a worker thread (the driver runs each
+operation on its node's pool, ``corral.drivers.executor``, with a deadline); libvirt connections
+are safe to share between threads.
+
+A dead or hung peer is noticed two ways. The driver's deadline stops the caller waiting; and
+libvirt's keepalive (a ping every ``KEEPALIVE_INTERVAL_S``; the connection is closed after
+``KEEPALIVE_COUNT`` unanswered) makes a call blocked on an open connection return with an error,
+which frees its thread. Keepalive needs libvirt's event loop, which runs in one daemon thread per
+process. Nothing of ours can free a thread stuck *opening* a connection (an ssh or TLS handshake
+the peer never answers, a libvirtd that never replies to the first call); only the transport's own
+timeout, if it has one (libssh gives up after 10 s), or the peer closing the socket does. The
+bounded per-node pool is what keeps such threads from starving anything else.
 """
 
 from __future__ import annotations
@@ -38,6 +48,27 @@ def _ignore_libvirt_error(_context: object, _error: object) -> None:
 
 
 libvirt.registerErrorHandler(_ignore_libvirt_error, None)
+
+KEEPALIVE_INTERVAL_S = 5
+KEEPALIVE_COUNT = 3
+_event_loop_lock = threading.Lock()
+_event_loop_started = False
+
+
+def _run_event_loop() -> None:
+    while True:
+        libvirt.virEventRunDefaultImpl()
+
+
+def start_event_loop() -> None:
+    """libvirt's default event loop, once per process, in a daemon thread (keepalive needs it)."""
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+        threading.Thread(target=_run_event_loop, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
 
 
 @dataclass(frozen=True)
@@ -201,6 +232,7 @@ class Connection:
         self._lock = threading.Lock()
         self._conn: Any = None
         self._ssh_files: SshFiles | None = None
+        self._closed = False
 
     def _credentials(self, credentials: list[list[Any]], _opaque: object) -> int:
         for credential in credentials:
@@ -214,8 +246,15 @@ class Connection:
                 return -1
         return 0
 
+    @property
+    def connected(self) -> bool:
+        """Whether a connection is open (without asking the node: no call that could block)."""
+        return self._conn is not None
+
     def get(self) -> Any:
         with self._lock:
+            if self._closed:
+                raise TransientDriverError(f"the connection to {self.safe_uri} was closed")
             if self._conn is not None:
                 try:
                     if self._conn.isAlive() == 1:
@@ -227,15 +266,34 @@ class Connection:
             endpoint = self._settings.endpoint
             if endpoint.private_key is not None and self._ssh_files is None:
                 self._ssh_files = SshFiles(endpoint)
+            if endpoint.transport != Transport.TEST:
+                start_event_loop()
             try:
-                self._conn = libvirt.openAuth(uri_for(endpoint, self._ssh_files), auth, 0)
+                conn = libvirt.openAuth(uri_for(endpoint, self._ssh_files), auth, 0)
             except libvirt.libvirtError as error:
                 translated = translate(error)
                 if isinstance(translated, PermanentDriverError):
                     # Failing to open is about reaching the node, never about a user's request.
                     translated = TransientDriverError(f"cannot connect to {self.safe_uri}: {error}")
                 raise translated from error
-            return self._conn
+            finally:
+                if self._closed:  # closed while we were opening: the closer left the cleanup to us
+                    self._remove_files()
+            if self._closed:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn.close()
+                self._remove_files()
+                raise TransientDriverError(f"the connection to {self.safe_uri} was closed")
+            self._conn = conn
+            if endpoint.transport != Transport.TEST:
+                self._keep_alive(conn)
+            return conn
+
+    @staticmethod
+    def _keep_alive(conn: Any) -> None:
+        # Best effort: an old libvirtd without keepalive still works, only without this early warning.
+        with contextlib.suppress(libvirt.libvirtError):
+            conn.setKeepAlive(KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
 
     def forget_if_broken(self, error: libvirt.libvirtError) -> None:
         if error_code(error) in _RECONNECT_CODES:
@@ -243,11 +301,22 @@ class Connection:
                 self._close_quietly()
 
     def close(self) -> None:
-        with self._lock:
+        """Close now, or, while another thread is still opening (a peer that never answers), mark
+        the connection closed and return at once: that thread closes it and removes the key files
+        when (if) its attempt ends. Closing never waits for an attempt to open."""
+        self._closed = True
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
             self._close_quietly()
-            if self._ssh_files is not None:
-                self._ssh_files.remove()
-                self._ssh_files = None
+            self._remove_files()
+        finally:
+            self._lock.release()
+
+    def _remove_files(self) -> None:
+        if self._ssh_files is not None:
+            self._ssh_files.remove()
+            self._ssh_files = None
 
     def _close_quietly(self) -> None:
         if self._conn is not None:

@@ -57,8 +57,10 @@ def build_domain(
     network: str,
     instance_id: str,
     uuid: str | None = None,
+    generation: str | None = None,
 ) -> DomainConfig:
-    """The full definition of an instance. ``uuid`` is given when redefining (reinstall)."""
+    """The full definition of an instance. ``uuid`` is given when redefining (reinstall), with the
+    ``generation`` of the volumes made for it (see storage.disk_volume_name)."""
     boot = spec.image.kernel_boot
     os_config = OsConfig(
         machine=options.machine,
@@ -73,7 +75,7 @@ def build_domain(
             bus="virtio",
             format="qcow2",
             pool=pool,
-            volume=disk_volume_name(spec.name),
+            volume=disk_volume_name(spec.name, generation),
         ),
         DiskConfig(
             device="cdrom",
@@ -81,7 +83,7 @@ def build_domain(
             bus=options.cdrom_bus,
             format="raw",
             pool=pool,
-            volume=seed_volume_name(spec.name),
+            volume=seed_volume_name(spec.name, generation),
             readonly=True,
         ),
     )

@@ -1,14 +1,19 @@
 """The libvirt driver: QEMU/KVM nodes over ``qemu:///system``, ``qemu+ssh://``, ``qemu+tls://``, and
 libvirt's in-memory ``test:///default`` for demos and fast tests.
 
-Each public method runs one synchronous ``_op_*`` function in a worker thread (``asyncio.to_thread``)
-so no blocking libvirt call ever runs on the event loop; libvirt errors leave as ``DriverError``s.
+Each public method runs one synchronous ``_op_*`` function on its node's own small thread pool
+(``corral.drivers.executor``) so no blocking libvirt call ever runs on the event loop, and waits for
+it with a deadline from ``DriverConnection.timeouts``: first for the connection to open
+(``connect_s``), then for the operation (``operation_s``, or ``build_s`` for the ones that copy
+disks). A call past its deadline raises ``DriverTimeout``, a transient error the jobs retry with
+backoff; libvirt errors leave as ``DriverError``s.
 The instance's ``external_id`` is the domain UUID.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import secrets
@@ -19,6 +24,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import libvirt
 
+from corral.drivers import executor
 from corral.drivers.base import (
     Capability,
     ConsoleEndpoint,
@@ -70,9 +76,19 @@ def _version(packed: int) -> str:
     return f"{packed // 1_000_000}.{packed // 1_000 % 1_000}.{packed % 1_000}"
 
 
+def _what(operation: Callable[..., object]) -> str:
+    """``_op_host_info`` -> "host info", for a timeout's message."""
+    return getattr(operation, "__name__", "call").removeprefix("_op_").replace("_", " ")
+
+
 def _new_instance_id(name: str) -> str:
     # cloud-init runs its per-instance modules again whenever this changes (every reinstall).
     return f"{name}-{secrets.token_hex(4)}"
+
+
+def _volume_names(instance_name: str, generation: str) -> tuple[str, str]:
+    disk = storage.disk_volume_name(instance_name, generation)
+    return disk, storage.seed_volume_name(instance_name, generation)
 
 
 class LibvirtDriver:
@@ -95,8 +111,28 @@ class LibvirtDriver:
         except ValueError as error:  # XML we could not read, bad values from the node
             raise PermanentDriverError(str(error)) from error
 
+    async def _within(self, timeout_s: float, operation: Callable[[], T], what: str) -> T:
+        timeouts = self.connection.timeouts
+        node = self.connection.endpoint.describe()
+        if not self._conn.connected:
+            # Opening gets its own (shorter) deadline: a node that never answers is told apart
+            # quickly, even for an operation that may take a long time once connected.
+            await executor.call(
+                node, self._connect, threads=timeouts.threads, timeout_s=timeouts.connect_s, what="connecting"
+            )
+        return await executor.call(node, operation, threads=timeouts.threads, timeout_s=timeout_s, what=what)
+
+    def _connect(self) -> None:
+        self._call(self._conn.get)
+
     async def _run(self, operation: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await asyncio.to_thread(functools.partial(self._call, operation, *args, **kwargs))
+        call = functools.partial(self._call, operation, *args, **kwargs)
+        return await self._within(self.connection.timeouts.operation_s, call, _what(operation))
+
+    async def _run_long(self, operation: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """As ``_run``, with the deadline of operations that copy or delete disks."""
+        call = functools.partial(self._call, operation, *args, **kwargs)
+        return await self._within(self.connection.timeouts.build_s, call, _what(operation))
 
     def _domain(self, external_id: str) -> Any:
         return self._conn.get().lookupByUUIDString(external_id)
@@ -207,7 +243,9 @@ class LibvirtDriver:
             raise
         return instance_id
 
-    def _define(self, spec: InstanceSpec, instance_id: str, uuid: str | None) -> Any:
+    def _define(
+        self, spec: InstanceSpec, instance_id: str, uuid: str | None, generation: str | None = None
+    ) -> Any:
         config = build_domain(
             spec,
             self.options,
@@ -215,6 +253,7 @@ class LibvirtDriver:
             network=self.connection.network,
             instance_id=instance_id,
             uuid=uuid,
+            generation=generation,
         )
         return self._conn.get().defineXML(config.to_xml())
 
@@ -241,9 +280,12 @@ class LibvirtDriver:
         return self._ref(dom)
 
     async def create(self, spec: InstanceSpec, *, start: bool = True) -> InstanceRef:
-        return await self._run(self._op_create, spec, start)
+        return await self._run_long(self._op_create, spec, start)
 
     def _op_reinstall(self, external_id: str, spec: InstanceSpec) -> InstanceRef:
+        """New volumes first, then the swap, then the old volumes go: until the swap the instance
+        is untouched, and a failed swap puts its old definition back, so a reinstall that raises
+        leaves the instance on its previous disk (running if it was)."""
         dom = self._domain(external_id)
         if str(dom.name()) != spec.name:
             raise PermanentDriverError("reinstall cannot rename an instance")
@@ -251,15 +293,67 @@ class LibvirtDriver:
         if metadata is None or metadata.server_id != spec.server_id:
             # Never wipe the disk of a domain the panel did not create for this server.
             raise PermanentDriverError("that domain does not belong to this server")
-        if dom.isActive():
+        secure_inactive = libvirt.VIR_DOMAIN_XML_INACTIVE | libvirt.VIR_DOMAIN_XML_SECURE
+        old_xml = str(dom.XMLDesc(secure_inactive))
+        in_use = {disk.volume for disk in DomainConfig.from_xml(old_xml).disks if disk.volume}
+        pool = self._pool()
+        # What an earlier try left behind (a crash between making the volumes and the swap).
+        for name in storage.owned_volumes(pool, spec.name):
+            if name not in in_use:
+                storage.delete_volume(pool, name)
+        generation = secrets.token_hex(4)
+        instance_id = self._make_volumes(spec, pool, generation)
+        self._swap(dom, spec, instance_id, generation, old_xml)
+        for name in in_use:
+            if storage.owned_by(spec.name, name):
+                # A leftover on failure: the next reinstall or the deletion removes it.
+                with contextlib.suppress(libvirt.libvirtError):
+                    storage.delete_volume(pool, name)
+        return self._ref(self._domain(external_id))
+
+    def _make_volumes(self, spec: InstanceSpec, pool: Any, generation: str) -> str:
+        """The new disk and seed for a reinstall, beside the old ones; none of them on failure."""
+        names = _volume_names(spec.name, generation)
+        instance_id = _new_instance_id(spec.name)
+        try:
+            storage.create_disk(
+                self._conn.get(),
+                pool,
+                spec.image,
+                name=names[0],
+                disk_gib=spec.disk_gib,
+                mode=self.options.disk_mode,
+            )
+            iso = cloudinit.build_seed_iso(cloudinit.seed_files(spec, instance_id))
+            storage.create_seed(self._conn.get(), pool, name=names[1], image=iso)
+        except BaseException:
+            for name in names:
+                storage.delete_volume(pool, name)
+            raise
+        return instance_id
+
+    def _swap(self, dom: Any, spec: InstanceSpec, instance_id: str, generation: str, old_xml: str) -> None:
+        """Point the instance at its new volumes and start it; on failure, back to the old ones."""
+        was_active = bool(dom.isActive())
+        if was_active:
             dom.destroy()
-        instance_id = self._build_storage(spec)
-        dom = self._define(spec, instance_id, uuid=external_id)  # same UUID: same domain, new config
-        dom.create()
-        return self._ref(dom)
+        try:
+            new = self._define(spec, instance_id, uuid=str(dom.UUIDString()), generation=generation)
+            new.create()
+        except BaseException:
+            # Best effort: the error that brought us here is the one to report.
+            with contextlib.suppress(libvirt.libvirtError):
+                restored = self._conn.get().defineXML(old_xml)
+                if was_active and not restored.isActive():
+                    restored.create()
+            pool = self._pool()
+            for name in _volume_names(spec.name, generation):
+                with contextlib.suppress(libvirt.libvirtError):
+                    storage.delete_volume(pool, name)
+            raise
 
     async def reinstall(self, external_id: str, spec: InstanceSpec) -> InstanceRef:
-        return await self._run(self._op_reinstall, external_id, spec)
+        return await self._run_long(self._op_reinstall, external_id, spec)
 
     def _op_destroy(self, external_id: str) -> None:
         try:
@@ -277,6 +371,10 @@ class LibvirtDriver:
         for disk in config.disks:
             if disk.volume and disk.pool and storage.owned_by(name, disk.volume):
                 storage.delete_volume(storage.pool(self._conn.get(), disk.pool), disk.volume)
+        # And what a reinstall could not remove (an old disk, or a crashed try's new one).
+        pool = self._pool()
+        for volume in storage.owned_volumes(pool, name):
+            storage.delete_volume(pool, volume)
         try:
             try:
                 dom.undefineFlags(_UNDEFINE_FLAGS)
@@ -290,7 +388,7 @@ class LibvirtDriver:
                 raise
 
     async def destroy(self, external_id: str) -> None:
-        await self._run(self._op_destroy, external_id)
+        await self._run_long(self._op_destroy, external_id)
 
     # --- power ----------------------------------------------------------------------------------
 
@@ -374,7 +472,7 @@ class LibvirtDriver:
         self._conn.get().defineXML(replacement.to_xml())
 
     async def resize(self, external_id: str, resize: ResizeSpec) -> None:
-        await self._run(self._op_resize, external_id, resize)
+        await self._run_long(self._op_resize, external_id, resize)
 
     def _op_console(self, external_id: str) -> ConsoleEndpoint:
         dom = self._domain(external_id)
@@ -405,7 +503,19 @@ class LibvirtDriver:
         return await self._run(self._op_stats, external_id)
 
     async def aclose(self) -> None:
-        await asyncio.to_thread(self._conn.close)
+        # Closing an open connection is one more call to the node (which may not answer); closing
+        # one that is not open (or still being opened) never waits (see Connection.close).
+        if not self._conn.connected:
+            self._conn.close()
+            return
+        timeouts = self.connection.timeouts
+        await executor.call(
+            self.connection.endpoint.describe(),
+            self._conn.close,
+            threads=timeouts.threads,
+            timeout_s=timeouts.connect_s,
+            what="closing",
+        )
 
 
 __all__ = ["LibvirtDriver"]

@@ -4,6 +4,7 @@ and its cloud-init seed volume. Runs in worker threads (blocking libvirt calls).
 from __future__ import annotations
 
 import contextlib
+import re
 from typing import Any
 
 import libvirt
@@ -22,17 +23,29 @@ def _records_only(conn: Any) -> bool:
     return bool(conn.getType() == _TEST_DRIVER)
 
 
-def disk_volume_name(instance_name: str) -> str:
-    return f"{instance_name}-disk.qcow2"
+def disk_volume_name(instance_name: str, generation: str | None = None) -> str:
+    """The instance's disk; a reinstall makes the next one under a new ``generation`` (hex) before
+    the old one is removed, so both exist for a while."""
+    return f"{instance_name}-disk-{generation}.qcow2" if generation else f"{instance_name}-disk.qcow2"
 
 
-def seed_volume_name(instance_name: str) -> str:
-    return f"{instance_name}-seed.iso"
+def seed_volume_name(instance_name: str, generation: str | None = None) -> str:
+    return f"{instance_name}-seed-{generation}.iso" if generation else f"{instance_name}-seed.iso"
+
+
+def _generation_pattern(instance_name: str) -> re.Pattern[str]:
+    generations = r"(?:disk(?:-[0-9a-f]+)?\.qcow2|seed(?:-[0-9a-f]+)?\.iso)"
+    return re.compile(rf"^{re.escape(instance_name)}-{generations}$")
 
 
 def owned_by(instance_name: str, volume_name: str) -> bool:
     """Only volumes we named after the instance are ever deleted with it (never a template)."""
-    return volume_name in (disk_volume_name(instance_name), seed_volume_name(instance_name))
+    return bool(_generation_pattern(instance_name).match(volume_name))
+
+
+def owned_volumes(storage_pool: Any, instance_name: str) -> list[str]:
+    """Every volume of the pool named after the instance (any generation)."""
+    return sorted(name for name in storage_pool.listVolumes() if owned_by(instance_name, str(name)))
 
 
 def pool(conn: Any, name: str) -> Any:
