@@ -9,7 +9,7 @@ import re
 from collections.abc import AsyncIterator
 
 import pytest
-from playwright.async_api import expect
+from playwright.async_api import ViewportSize, expect
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
@@ -95,6 +95,9 @@ async def test_an_operator_adds_a_node_after_testing_the_connection(
     assert public_key.startswith("ssh-ed25519 ")
     assert "PRIVATE" not in await page.content()
     await page.screenshot(path=artifact_path("node-keys.png"), full_page=True)
+    await page.set_viewport_size(ViewportSize(width=390, height=844))
+    await page.screenshot(path=artifact_path("node-keys-phone.png"), full_page=True)
+    await page.set_viewport_size(ViewportSize(width=1280, height=800))
 
     await page.goto("/admin/nodes", wait_until="networkidle")
     await page.get_by_test_id("add-node").click()
@@ -128,6 +131,9 @@ async def test_an_operator_adds_a_node_after_testing_the_connection(
     await expect(page.get_by_label("Disk (GiB)")).to_have_value("100")
     await page.get_by_label("CPU oversell").fill("3")
     await page.screenshot(path=artifact_path("nodes-form-tested.png"), full_page=True)
+    await page.set_viewport_size(ViewportSize(width=390, height=844))
+    await page.screenshot(path=artifact_path("nodes-form-phone.png"), full_page=True)
+    await page.set_viewport_size(ViewportSize(width=1280, height=800))
 
     await page.get_by_role("button", name="Add node").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("syd1-hv03")
